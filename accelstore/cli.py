@@ -1,0 +1,149 @@
+"""The ``accelstore`` command line.
+
+Exit status, for every command: 0 success; 1 the command ran but not everything succeeded
+(``ingest``: at least one file failed; ``query``: no such participant); 2 bad usage or input
+(an unknown option, a path that is not a store).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("accelstore")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("distributed", "numba", "fsspec", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log debug messages too.")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only; no progress bars.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """accelstore: wearable-accelerometer corpora in one chunked Zarr store.
+
+    Exit status: 0 success; 1 partly done (ingest: some files failed; query: no such
+    participant); 2 bad usage or input.
+    """
+    _setup_logging(verbose, quiet)
+    ctx.obj = {"progress": not quiet}
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--participants", "-n", type=click.IntRange(min=1), default=3, show_default=True, help="How many recordings to write.")
+@click.option("--days", type=click.FloatRange(min=0.01), default=2.0, show_default=True, help="Length of each recording, days.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed writes byte-identical files.")
+@click.option("--gzip", is_flag=True, help="Write .cwa.gz instead of .cwa.")
+@click.pass_context
+def synth(ctx: click.Context, out: Path, participants: int, days: float, seed: int, gzip: bool) -> None:
+    """Write realistic synthetic recordings as Axivity AX3 .cwa files into OUT."""
+    from accelstore.synth import synthesize
+
+    paths = synthesize(out, participants=participants, days=days, seed=seed, gzip=gzip)
+    log.info("wrote %d recording(s) to %s", len(paths), out)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", "store", type=str, default=None, help="The store (path or fsspec URL). Default: DIR.zarr beside the first input.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
+@click.option("--scheduler", type=str, default=None, help="Use an existing Dask cluster: a scheduler address (tcp://host:8786) or a scheduler file (.json).")
+@click.option("--id-pattern", type=str, default=None, help="Regular expression whose first group is the participant id in a file name. Default: the name without extensions (UK Biobank names give the eid).")
+@click.option("--lowpass-hz", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True, help="Butterworth low-pass cut-off, Hz.")
+@click.option("--no-lowpass", is_flag=True, help="Skip the low-pass filter.")
+@click.option("--no-calibrate", is_flag=True, help="Skip gravity calibration.")
+@click.option("--no-nonwear", is_flag=True, help="Skip non-wear detection (non-wear windows then stay valid).")
+@click.option("--max-days", type=click.IntRange(min=1), default=14, show_default=True, help="Days of window address space per participant when creating a store (grown on demand).")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a task after an unexpected (transient) error.")
+@click.pass_context
+def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, max_days, retries) -> None:
+    """Ingest raw device files (.cwa, .cwa.gz, .gt3x, GENEActiv .bin, CSV time,x,y,z) from INPUTS
+    (folders or files) into a store.
+
+    Re-running skips files already ingested (same size and hash) and redoes any participant left
+    half-written. Exit status: 0 when every file went in, 1 when some failed (each is listed, and
+    recorded in the store with its reason), 2 on bad usage.
+    """
+    from accelstore.pipelines.ingest import ingest as run_ingest
+    from accelstore.readers import ProcessingOptions
+
+    if store is None:
+        first = inputs[0].resolve()
+        store = str(first.with_name(first.name + ".zarr") if first.is_dir() else first.parent.with_name(first.parent.name + ".zarr"))
+    options = ProcessingOptions(lowpass_hz=None if no_lowpass else lowpass_hz, calibrate=not no_calibrate, detect_nonwear=not no_nonwear)
+    report = run_ingest(
+        [str(p) for p in inputs], store, options=options, workers=workers, scheduler=scheduler,
+        id_pattern=id_pattern, max_days=max_days, retries=retries, progress=ctx.obj["progress"],
+    )
+    click.echo(f"{store}: {len(report.written)} written, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
+    ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
+
+
+def _open(store: str):
+    from accelstore.store import open_store
+
+    try:
+        return open_store(store)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="STORE") from None
+
+
+@main.command()
+@click.argument("store", type=str)
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def info(store: str, as_json: bool) -> None:
+    """Summarise STORE: participants, person-days, valid hours, bytes on disk, failures."""
+    opened = _open(store)
+    summary = opened.info()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    click.echo(f"store          {summary['path']}")
+    click.echo(f"participants   {summary['participants']} (rows reserved: {summary['rows']})")
+    click.echo(f"person-days    {summary['person_days']:.2f}")
+    click.echo(f"valid hours    {summary['valid_hours']:.2f}")
+    click.echo(f"bytes on disk  {summary['bytes_on_disk']:,}")
+    if summary["person_days"]:
+        click.echo(f"bytes/person-day {summary['bytes_on_disk'] / summary['person_days']:,.0f}")
+    click.echo(f"devices        {', '.join(f'{k}: {v}' for k, v in summary['devices'].items()) or '-'}")
+    click.echo(f"failures       {summary['failures']}")
+    for source, row in opened.failures.iterrows():
+        click.echo(f"  {row['message']}")
+
+
+@main.command()
+@click.argument("store", type=str)
+@click.argument("participant", type=str)
+@click.option("--start", type=str, default=None, help="First time (device clock, e.g. '2024-03-01 08:00'). Default: the recording's start.")
+@click.option("--end", type=str, default=None, help="End time, exclusive. Default: the recording's end.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to save: .csv (one row per sample), .npy (windows × 3 × 300, g) or .nc (NetCDF with time and valid).")
+@click.pass_context
+def query(ctx, store: str, participant: str, start: str | None, end: str | None, output: Path) -> None:
+    """Save PARTICIPANT's windows between --start and --end from STORE."""
+    from accelstore.export import save_windows
+
+    opened = _open(store)
+    try:
+        windows = opened.windows(participant, start, end)
+    except KeyError as error:
+        click.echo(f"error: {error.args[0]}", err=True)
+        ctx.exit(EXIT_PARTIAL)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--start/--end") from None
+    try:
+        save_windows(windows, output)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--output") from None
+    click.echo(f"{participant}: {windows.sizes['window']} windows ({int(windows['valid'].sum())} valid) → {output}")

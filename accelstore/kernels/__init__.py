@@ -1,0 +1,1 @@
+"""Numba kernels: batch-shaped, seeded, ``@njit(cache=True, nogil=True)``, no ``parallel=True``."""

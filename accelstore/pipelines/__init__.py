@@ -1,0 +1,1 @@
+"""Dask pipelines over raw files and the store."""
