@@ -1,7 +1,9 @@
 """Augmentation of tri-axial windows (not a pretext task): random axis order and 3-D rotation.
 
 Randomness comes from the same per-window keyed streams as the pretext kernels (see
-``pretext.py``), on a stream of its own.
+``pretext.py``), on a stream of its own. Unlike the ssl-wearables code, which picks among seven
+axis orders (two of them the identity) and rotates by three angles about the coordinate axes in
+turn, this draws one of the six orders and one axis-angle rotation.
 """
 
 from collections.abc import Sequence

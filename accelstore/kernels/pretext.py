@@ -6,9 +6,15 @@ Every kernel takes a whole batch ``(B, 3, T)`` of float32 windows and an integer
 one state per thread, advanced by every earlier window of the batch, so a window's result would
 depend on its batch position and on which thread ran it, whereas a keyed stream shares no state
 between nogil threads and gives a window the same result in any batch that gives it the same id.
+
+Where this differs from the ssl-wearables code: the speed curve is a natural cubic spline
+(SciPy's default there is not-a-knot) integrated by the trapezoidal rule from 0, so the warp maps
+the first sample to itself exactly; segment cuts are drawn directly rather than by rejection; a
+permuted window is never left in its original order; see ``augment.py`` for the augmentation.
 """
 
 from collections.abc import Sequence
+from math import factorial
 from operator import index
 
 import numpy as np
@@ -28,6 +34,7 @@ AUGMENT_STREAM = TASK_STREAM_BASE + len(TASKS)
 SCALE_MIN_CHANGE = 0.15
 SCALE_MAX_CHANGE = 0.5
 N_SEGMENTS = 4
+N_SEGMENT_ORDERS = factorial(N_SEGMENTS)
 MIN_SEGMENT_LENGTH = 11
 """Each permuted segment is longer than 10 samples, so permutation needs T >= 44."""
 N_KNOTS = 6
@@ -134,10 +141,7 @@ def _permute_segments(window, key, bounds, order, row):
     for k in range(1, N_SEGMENTS):
         bounds[k] += k * MIN_SEGMENT_LENGTH
     bounds[N_SEGMENTS] = n
-    n_orders = 1
-    for k in range(2, N_SEGMENTS + 1):
-        n_orders *= k
-    decode_permutation(1 + int(uniform(key, 0) * (n_orders - 1)), order)
+    decode_permutation(1 + int(uniform(key, 0) * (N_SEGMENT_ORDERS - 1)), order)
     for c in range(window.shape[0]):
         filled = 0
         for segment in order:
@@ -327,8 +331,8 @@ def apply_pretext(
             raise ValueError(f"{name} needs windows of at least {MIN_LENGTH[name]} samples")
     result = output_for(x, out)
     ids = window_ids_for(window_ids, x.shape[0])
+    key = seed_key(seed)
     requested = [name in tasks for name in TASKS]
-    probabilities = np.where(requested, p, 0.0)
-    labels = draw_labels(seed_key(seed), ids, probabilities)
-    transform_windows(x, result, labels, seed_key(seed), ids)
+    labels = draw_labels(key, ids, np.where(requested, p, 0.0))
+    transform_windows(x, result, labels, key, ids)
     return result, {name: labels[:, k].copy() for k, name in enumerate(TASKS) if requested[k]}

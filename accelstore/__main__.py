@@ -1,0 +1,3 @@
+from accelstore.cli import main
+
+main()
