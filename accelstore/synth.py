@@ -327,7 +327,7 @@ def _segments(
 
 def _awake_bouts(rng: np.random.Generator, a: float, b: float, level: float) -> list[tuple[float, int]]:
     """Sitting, walking and vigorous bouts filling [a, b)."""
-    p_walk, p_vigorous = 0.3 * level, 0.03 * level
+    p_walk, p_vigorous = 0.45 * level, 0.03 * level
     bouts: list[tuple[float, int]] = []
     t = a
     while t < b:
@@ -353,7 +353,7 @@ def _rhythms(rng: np.random.Generator, activities: np.ndarray) -> dict[str, np.n
     walking, vigorous = activities == WALKING, activities == VIGOROUS
     cadence = np.where(walking, np.clip(rng.normal(1.8, 0.06, n), 1.65, 1.95), 0.0)
     cadence = np.where(vigorous, rng.uniform(2.5, 2.9, n), cadence)
-    step = np.select([walking, vigorous], [rng.uniform(0.15, 0.35, n), rng.uniform(0.8, 1.8, n)], 0.0)
+    step = np.select([walking, vigorous], [rng.uniform(0.15, 0.35, n), rng.uniform(0.8, 2.4, n)], 0.0)
     swing = np.select([walking, vigorous], [rng.uniform(0.05, 0.15, n), rng.uniform(0.3, 0.6, n)], 0.0)
     return {
         "cadence_hz": cadence,
@@ -704,8 +704,9 @@ def _write(
 
 def _open_output(path: Path) -> BinaryIO:
     if path.name.endswith(".gz"):
-        # mtime=0 keeps the bytes a pure function of the content (same seed, same file).
-        return GzipFile(path, "wb", compresslevel=6, mtime=0)  # type: ignore[return-value]
+        # mtime=0: the bytes depend on the content only (same seed, same file). Level 1: five
+        # times faster than the default 6 (~6 s against ~30 s a week), 41 % of the size against 34 %.
+        return GzipFile(path, "wb", compresslevel=1, mtime=0)  # type: ignore[return-value]
     return open(path, "wb")
 
 

@@ -7,8 +7,8 @@ Run: python bench/pretext.py [--batch 512] [--repeats 5]
 
 import os
 
-for _variable in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_variable] = "1"
+for _threads in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_threads] = "1"
 
 import argparse  # noqa: E402
 import time  # noqa: E402
@@ -129,16 +129,20 @@ def main() -> None:
 
     cases = [(name, [name], [BASELINES[name]], False) for name in TASKS]
     cases.append(("augment", [], [augment_baseline], True))
-    cases.append(("all four + augment", list(TASKS), [*BASELINES.values(), augment_baseline], True))
+    everything = [*BASELINES.values(), augment_baseline]
+    cases.append(("all four + augment", list(TASKS), everything, True))
 
-    print(f"windows/s per core, batch ({args.batch}, 3, {WINDOW_LENGTH}) float32, every transform forced")
+    shape = f"({args.batch}, 3, {WINDOW_LENGTH})"
+    print(f"windows/s per core, batch {shape} float32, every transform forced")
     print(f"{'transform':<20}{'accelstore':>14}{'baseline':>12}{'ratio':>9}")
     ratio = 0.0
     for label, tasks, steps, with_augment in cases:
         fast = windows_per_second(
-            lambda seed: accelstore_batch(batch, tasks, with_augment, seed), args.batch, args.repeats
+            lambda s: accelstore_batch(batch, tasks, with_augment, s), args.batch, args.repeats
         )
-        slow = windows_per_second(lambda seed: baseline_batch(batch, steps, seed), args.batch, args.repeats)
+        slow = windows_per_second(
+            lambda s: baseline_batch(batch, steps, s), args.batch, args.repeats
+        )
         ratio = fast / slow
         print(f"{label:<20}{fast:>14,.0f}{slow:>12,.0f}{ratio:>8.1f}x")
     print(f"ratio (accelstore / baseline windows/s): {ratio:.1f}x")  # the last case: everything

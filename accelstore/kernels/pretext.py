@@ -320,19 +320,20 @@ def apply_pretext(
     """
     if isinstance(tasks, str):
         raise TypeError(f"tasks must be a sequence of names, e.g. [{tasks!r}]")
-    unknown = [name for name in tasks if name not in TASKS]
+    names = list(tasks)
+    unknown = [name for name in names if name not in TASKS]
     if unknown:
         raise ValueError(f"unknown pretext task {unknown[0]!r}; known tasks: {', '.join(TASKS)}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must lie in [0, 1], got {p}")
     check_batch(x)
-    for name in tasks:
+    for name in names:
         if x.shape[2] < MIN_LENGTH.get(name, 0):
             raise ValueError(f"{name} needs windows of at least {MIN_LENGTH[name]} samples")
     result = output_for(x, out)
     ids = window_ids_for(window_ids, x.shape[0])
     key = seed_key(seed)
-    requested = [name in tasks for name in TASKS]
+    requested = [name in names for name in TASKS]
     labels = draw_labels(key, ids, np.where(requested, p, 0.0))
     transform_windows(x, result, labels, key, ids)
     return result, {name: labels[:, k].copy() for k, name in enumerate(TASKS) if requested[k]}
