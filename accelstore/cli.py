@@ -66,9 +66,10 @@ def synth(ctx: click.Context, out: Path, participants: int, days: float, seed: i
 @click.option("--no-calibrate", is_flag=True, help="Skip gravity calibration.")
 @click.option("--no-nonwear", is_flag=True, help="Skip non-wear detection (non-wear windows then stay valid).")
 @click.option("--max-days", type=click.IntRange(min=1), default=14, show_default=True, help="Days of window address space per participant when creating a store (grown on demand).")
+@click.option("--reserve", type=click.IntRange(min=0), default=0, show_default=True, help="Participant rows to reserve when creating a store (e.g. 103712 for UK Biobank); rows grow on demand anyway.")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a task after an unexpected (transient) error.")
 @click.pass_context
-def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, max_days, retries) -> None:
+def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, max_days, reserve, retries) -> None:
     """Ingest raw device files (.cwa, .cwa.gz, .gt3x, GENEActiv .bin, CSV time,x,y,z) from INPUTS
     (folders or files) into a store.
 
@@ -85,7 +86,7 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
     options = ProcessingOptions(lowpass_hz=None if no_lowpass else lowpass_hz, calibrate=not no_calibrate, detect_nonwear=not no_nonwear)
     report = run_ingest(
         [str(p) for p in inputs], store, options=options, workers=workers, scheduler=scheduler,
-        id_pattern=id_pattern, max_days=max_days, retries=retries, progress=ctx.obj["progress"],
+        id_pattern=id_pattern, max_days=max_days, reserve=reserve, retries=retries, progress=ctx.obj["progress"],
     )
     click.echo(f"{store}: {len(report.written)} written, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
     ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)

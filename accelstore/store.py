@@ -180,20 +180,25 @@ class MetadataWriter:
         """Every row, whatever its status, indexed by row number."""
         return pd.DataFrame({name: self.group[name][:] for name in TABLE_COLUMNS})
 
-    def append_rows(self, ids: list[str]) -> np.ndarray:
-        """Reserve new rows for ``ids`` (status WRITING); returns their row numbers."""
+    def allocate_rows(self, ids: list[str]) -> np.ndarray:
+        """Give each new id a row: unused reserved rows first, then new ones. Status stays EMPTY."""
+        unused = np.flatnonzero(self.group["id"][:] == "")[: len(ids)]
+        extra = len(ids) - len(unused)
         start = self.n_participants
-        stop = start + len(ids)
-        self._resize(participants=stop)
-        if ids:
-            self.group["id"][start:stop] = np.array(ids, dtype=object)
-        return np.arange(start, stop)
+        if extra:
+            self._resize(participants=start + extra)
+        rows = np.concatenate([unused, np.arange(start, start + extra)]).astype(np.int64)
+        if len(rows):
+            self.set_rows(rows, id=ids)
+        return rows
 
     def set_rows(self, rows: np.ndarray, **columns: Any) -> None:
         """Write table columns for ``rows`` (one value for all, or one per row)."""
         for name, values in columns.items():
             array = self.group[name]
             values = np.broadcast_to(np.asarray(values, dtype=object if array.dtype.kind in "OTU" else array.dtype), rows.shape)
+            order = np.argsort(rows)
+            rows, values = rows[order], values[order]
             for lo, hi in _runs(rows):
                 array[lo:hi] = values[(rows >= lo) & (rows < hi)]
 
@@ -230,8 +235,7 @@ class MetadataWriter:
 
 
 def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous [lo, hi) runs of sorted unique row numbers, so each run is one slice write."""
-    rows = np.unique(rows)
+    """Contiguous [lo, hi) runs of sorted, distinct row numbers, so each run is one slice write."""
     if rows.size == 0:
         return []
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1

@@ -3,8 +3,8 @@
 The files follow the public CWA layout (OpenMovement ``cwa.h``): a 1024-byte "MD" header, then
 512-byte "AX" data blocks with device and session id, sequence number, packed RTC time stamp
 with a 15-bit fraction of a second, light, temperature, events, battery, rate code, packing,
-sample count, the samples and a word checksum. actipy and the OpenMovement tools read them as
-they read device files.
+sample count, the samples and a word checksum, laid out as the real AX3 files in
+``shared/data/devices`` are; actipy reads them as it reads those.
 
 What a participant looks like (everything deterministic from the seed):
 

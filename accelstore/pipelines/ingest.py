@@ -193,7 +193,7 @@ class _Plan:
                 self.tasks.append(FileTask(path, pid, row, store, options, expected=expected))
             else:
                 redo.append((path, pid, row))
-        new_rows = writer.append_rows([pid for _, pid in new])
+        new_rows = writer.allocate_rows([pid for _, pid in new])
         rows = np.array([row for *_, row in redo] + list(new_rows), dtype=np.int64)
         writer.set_rows(rows, source=[str(p) for p, *_ in redo] + [str(p) for p, _ in new], status=Status.WRITING)
         self.tasks += [FileTask(p, pid, row, store, options, clear_stale=True) for p, pid, row in redo]
@@ -212,16 +212,21 @@ def ingest(
     scheduler: str | None = None,
     id_pattern: str | None = None,
     max_days: int = layout.DEFAULT_MAX_DAYS,
+    reserve: int = 0,
     retries: int = 2,
     progress: bool = True,
 ) -> IngestReport:
-    """Ingest every supported file under ``inputs`` into ``store`` (created when absent)."""
+    """Ingest every supported file under ``inputs`` into ``store``.
+
+    A new store gets ``max_days`` days of window address space and ``reserve`` empty participant
+    rows (absent data costs nothing, so a store can be sized for a whole cohort up front).
+    """
     from dask.distributed import as_completed
     from tqdm import tqdm
 
     files = discover(inputs)
     store = _absolute(store)
-    group = _open_or_create(store, max_days)
+    group = _open_or_create(store, max_days, reserve)
     writer = MetadataWriter(group)
     plan = _Plan(files, writer, store, options, id_pattern)
     report = IngestReport(store)
@@ -317,11 +322,11 @@ def _absolute(store: str) -> str:
     return store if "://" in store else str(Path(store).resolve())
 
 
-def _open_or_create(store: str, max_days: int):
+def _open_or_create(store: str, max_days: int, reserve: int):
     try:
         return layout.open_group(store, mode="r+")
     except FileNotFoundError:
-        return layout.create_store(store, max_days=max_days)
+        return layout.create_store(store, max_days=max_days, participants=reserve)
 
 
 @contextmanager
