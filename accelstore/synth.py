@@ -11,8 +11,9 @@ What a participant looks like (everything deterministic from the seed):
 - nights of sleep: lying still in one orientation, a turn every few minutes to ~45 minutes;
 - days: sitting with fidgets and posture changes, walking bouts (steps at ~1.8 Hz), some
   vigorous activity (running-like, 2.5-2.9 Hz, up to several g);
-- one or two non-wear episodes of 2-4 h (device on a table: no movement, only sensor noise),
-  long enough for the usual 90-minute rule to find them. Nothing else is still that long;
+- one or two non-wear episodes of 2-4 h, each in a different waking period of at least 3 h
+  (so fewer in short recordings): the device on a table, no movement, only sensor noise; long
+  enough for the usual 90-minute rule to find them. Nothing else stays still that long;
 - the recording starts between 10:00 and 15:00; participants differ in start time, bed time,
   sleep length, activity level, sensor noise, calibration error and device clock.
 
@@ -22,8 +23,9 @@ participant gets a mean rate offset (about -1.2 % +- 0.3 %) and a slow daily wan
 of 100 ppm; ``SyntheticRecording.time`` holds the resulting sample times on the device clock,
 and every block's time stamp is the clock time of the block's last sample. The format stores
 it to 1/32768 s. actipy ignores the fractional field and reads the whole second at
-``timestampOffset``, so through actipy the sample times come back within one sample period
-(plus actipy's truncation to the millisecond) of ``time``.
+``timestampOffset``, converted at the nominal rate, so through actipy the sample times come
+back within about one sample period of ``time`` (at 100 Hz: -11 ms to 0, and up to +15 ms in
+the first block).
 
 Values. The packed format (the AX3 default) stores 10-bit mantissas in 1/256 g with a 2-bit
 exponent per sample; the writer takes the smallest exponent that fits all three axes, so the
@@ -54,6 +56,9 @@ NONWEAR, SLEEP, SEDENTARY, WALKING, VIGOROUS = range(len(ACTIVITIES))
 
 RANGE_G = 8.0
 """Sensor range (+-g): the AX3 default, and the range written into the rate code."""
+
+RATE_HZ = 100.0
+"""Nominal sample rate of the synthetic participants, as in UK Biobank."""
 
 CHUNK_SAMPLES = 360_000
 """Samples generated and written at a time: whole blocks of both packings (120 and 80)."""
@@ -148,7 +153,6 @@ class _Participant:
 
     seed: int
     start: np.datetime64
-    rate: float
     true_rate: float  # mean sample rate on the device clock
     wander_s: float  # amplitude of the daily wander of sample times
     wander_phase: float
@@ -174,7 +178,6 @@ def _draw_participant(
     return _Participant(
         seed=seed,
         start=start,
-        rate=rate,
         true_rate=true_rate,
         wander_s=wander_ppm * 1e-6 * DAY_S / (2 * math.pi),
         wander_phase=rng.uniform(0, 2 * math.pi),
@@ -331,7 +334,8 @@ def _awake_bouts(rng: np.random.Generator, a: float, b: float, level: float) -> 
     bouts: list[tuple[float, int]] = []
     t = a
     while t < b:
-        activity = int(rng.choice([SEDENTARY, WALKING, VIGOROUS], p=[1 - p_walk - p_vigorous, p_walk, p_vigorous]))
+        chances = [1 - p_walk - p_vigorous, p_walk, p_vigorous]
+        activity = int(rng.choice([SEDENTARY, WALKING, VIGOROUS], p=chances))
         if bouts and activity == bouts[-1][1] != SEDENTARY:
             activity = SEDENTARY
         if activity == SEDENTARY:
@@ -367,7 +371,9 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def _draw_posture(rng: np.random.Generator, activity: int, previous: np.ndarray, min_turn_deg: float) -> np.ndarray:
+def _draw_posture(
+    rng: np.random.Generator, activity: int, previous: np.ndarray, min_turn_deg: float
+) -> np.ndarray:
     """A gravity direction typical of ``activity``, at least ``min_turn_deg`` from ``previous``."""
     while True:
         if activity == SLEEP:
@@ -422,7 +428,9 @@ def _events(
     }
 
 
-def _still_movements(rng: np.random.Generator, events: _EventList, start: float, end: float, activity: int) -> None:
+def _still_movements(
+    rng: np.random.Generator, events: _EventList, start: float, end: float, activity: int
+) -> None:
     """Fidgets and posture changes inside one sleep or sitting segment."""
     habit = _HABITS[activity]
     t = events.rows[-1][0] + events.rows[-1][1] if events.rows[-1][0] >= start else start
@@ -590,11 +598,12 @@ def _pack(xyz, words):
             (int(mx) & 0x3FF) | (int(my) & 0x3FF) << 10 | (int(mz) & 0x3FF) << 20 | exponent << 30
         )
 
+
 # --------------------------------------------------------------------------- public generator
 
 
 def synthesize_signal(
-    days: float, seed: int, rate: float = 100.0, rate_offset: float | None = None
+    days: float, seed: int, rate: float = RATE_HZ, rate_offset: float | None = None
 ) -> SyntheticRecording:
     """One participant's recording of ``days`` days (device clock), deterministic from ``seed``.
 
@@ -637,10 +646,11 @@ def synthesize(
     ):
         path = out / f"P{number:03d}{suffix}"
         began = wallclock.perf_counter()
-        generator = _Generator(days, participant_seed, 100.0, None)
+        generator = _Generator(days, participant_seed, RATE_HZ, None)
         device_id, session_id = _device_identity(participant_seed)
         end_s = generator.sample_time(generator.participant.n_samples - 1)
-        _write(path, generator.participant.start, 100.0, end_s, generator.chunks(), device_id, session_id, True)
+        chunks = generator.chunks()
+        _write(path, generator.participant.start, RATE_HZ, end_s, chunks, device_id, session_id, True)
         log.info(
             "wrote %s: %d samples, device %d, %.1f s",
             path,
@@ -678,7 +688,8 @@ def write_cwa(
     if not len(recording.time):
         raise ValueError("recording has no samples")
     end_s = float(recording.time[-1])
-    _write(Path(path), recording.start, recording.rate, end_s, recording.chunks(), device_id, session_id, packed)
+    chunks = recording.chunks()
+    _write(Path(path), recording.start, recording.rate, end_s, chunks, device_id, session_id, packed)
 
 
 def _write(
@@ -712,11 +723,11 @@ def _open_output(path: Path) -> BinaryIO:
 
 def _rate_code(rate: float) -> int:
     """CWA rate code: frequency 3200 / 2**(15 - low nibble) Hz, range 16 >> (code >> 6) g."""
-    exponent = math.log2(3200 / rate) if rate > 0 else math.nan
-    if not (exponent == round(exponent) and 0 <= exponent <= 9):
+    frequency_bits = {3200 / 2**k: 15 - k for k in range(10)}.get(rate)
+    if frequency_bits is None:
         raise ValueError(f"{rate} Hz is not an AX3 rate (3200 / 2**k Hz, 6.25-3200)")
     range_bits = {16: 0, 8: 1, 4: 2, 2: 3}[int(RANGE_G)]
-    return range_bits << 6 | (15 - int(exponent))
+    return range_bits << 6 | frequency_bits
 
 
 def _cwa_datetimes(seconds: np.ndarray) -> np.ndarray:

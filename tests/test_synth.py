@@ -235,11 +235,11 @@ def test_16_bit_samples_read_back_at_1_256_g(tmp_path):
 
 def test_gzip_file_holds_the_same_bytes_and_actipy_reads_it(tmp_path):
     recording = synthesize_signal(days=0.01, seed=4)
-    plain, packed = tmp_path / "P.cwa", tmp_path / "P.cwa.gz"
+    plain, compressed = tmp_path / "P.cwa", tmp_path / "P.cwa.gz"
     write_cwa(plain, recording, device_id=DEVICE_ID)
-    write_cwa(packed, recording, device_id=DEVICE_ID)
-    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
-    data, info = read_raw(packed)
+    write_cwa(compressed, recording, device_id=DEVICE_ID)
+    assert gzip.decompress(compressed.read_bytes()) == plain.read_bytes()
+    data, info = read_raw(compressed)
     assert len(data) == len(recording.time) and info["DeviceID"] == DEVICE_ID
 
 
@@ -290,10 +290,11 @@ def test_recording_starts_in_the_middle_of_a_day_and_lasts_the_days_asked(full_d
 
 
 def test_sleep_happens_at_night(full_day):
-    hours = (pd.Timestamp(full_day.start).hour + pd.Timestamp(full_day.start).minute / 60 + full_day.time / 3600) % 24
+    start = pd.Timestamp(full_day.start)
+    hours = (start.hour + start.minute / 60 + full_day.time / 3600) % 24
     asleep = full_day.activity == SLEEP
     assert 0.15 < asleep.mean() < 0.5
-    assert np.all((hours[asleep] >= 20) | (hours[asleep] < 11))
+    assert np.all((hours[asleep] >= 20) | (hours[asleep] < 12))
 
 
 def test_walking_steps_at_about_1_8_hz(half_day):
@@ -317,11 +318,8 @@ def test_nonwear_is_long_and_still_at_1g(half_day):
         assert np.all(window_std(inside, round(10 * rate)) < STILL_G)
         magnitude = np.linalg.norm(inside, axis=1).mean()
         assert 0.95 < magnitude < 1.05  # 1 g, give or take the device's calibration error
-    labelled = half_day.activity == NONWEAR
-    assert sum(b - a for a, b in runs(labelled)) == labelled.sum()
-    assert [(half_day.time[a], half_day.time[b - 1]) for a, b in runs(labelled)] == pytest.approx(
-        [tuple(interval) for interval in half_day.nonwear], abs=0.02
-    )
+    labelled_s = [(half_day.time[a], half_day.time[b - 1]) for a, b in runs(half_day.activity == NONWEAR)]
+    np.testing.assert_allclose(labelled_s, half_day.nonwear, atol=1 / rate)
 
 
 def test_actipy_flags_the_nonwear_and_nothing_else(half_day, half_day_file):
