@@ -70,12 +70,22 @@ class Recording:
 
     path: Path
     time: np.ndarray  # datetime64[ns], increasing
-    xyz: np.ndarray  # float32 (N, 3) in g; NaN where non-wear or missing
+    axes: tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, z: float32 (N,) in g; NaN where non-wear
     sample_rate: float
     device: str
     device_id: str
     info: dict[str, Any] = field(default_factory=dict)
     annotation: np.ndarray | None = None  # labelled CSVs only: one string per sample
+
+    @property
+    def xyz(self) -> np.ndarray:
+        """The axes as one (N, 3) array (a copy: the hot path uses ``axes``)."""
+        return np.stack(self.axes, axis=1)
+
+
+def _axes_of(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The frame's own x, y, z column arrays as contiguous float32: no copy when they already are."""
+    return tuple(np.ascontiguousarray(data[axis].to_numpy(), dtype=np.float32) for axis in ("x", "y", "z"))
 
 
 def file_format(path: str | os.PathLike) -> str:
@@ -141,7 +151,7 @@ def _read_device(path: Path, options: ProcessingOptions) -> Recording:
     return Recording(
         path=path,
         time=data.index.to_numpy(dtype="datetime64[ns]"),
-        xyz=np.ascontiguousarray(data[["x", "y", "z"]].to_numpy(dtype=np.float32)),
+        axes=_axes_of(data),
         sample_rate=float(info.get("SampleRate", np.nan)),
         device=str(info.get("Device", "")),
         device_id=str(info.get("DeviceID", "")),
@@ -183,7 +193,7 @@ def _read_csv(path: Path, options: ProcessingOptions) -> Recording:
     return Recording(
         path=path,
         time=data.index.to_numpy(dtype="datetime64[ns]"),
-        xyz=np.ascontiguousarray(data[["x", "y", "z"]].to_numpy(dtype=np.float32)),
+        axes=_axes_of(data),
         sample_rate=sample_rate,
         device="CSV",
         device_id="",

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelstore.kernels.resample import ACC_FILL, WINDOW_SAMPLES, resample_windows, window_stats
+from accelstore.kernels import resample
+from accelstore.kernels.resample import ACC_FILL, WINDOW_SAMPLES, window_stats
+
+
+def resample_windows(seconds: np.ndarray, xyz: np.ndarray, first_window: int, n_windows: int):
+    """The kernel, fed seconds from day 0 and an (N, 3) array as these tests build them."""
+    time_ns = np.round(seconds * 1e9).astype(np.int64)
+    axes = [np.ascontiguousarray(xyz[:, axis], dtype=np.float32) for axis in range(3)]
+    return resample.resample_windows(time_ns, np.int64(0), *axes, first_window, n_windows)
 
 
 def _grid(first_window: int, n_windows: int) -> np.ndarray:

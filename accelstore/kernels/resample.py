@@ -1,9 +1,10 @@
 """Resampling onto the store's grid and per-window movement statistics.
 
 The grid is fixed: 30 Hz samples in 10-s windows, window ``w`` starting ``w × 10 s`` after the
-participant's ``day0``. Input times are float64 seconds from ``day0``; input values are in g and
-may be NaN (non-wear, unreadable). Output acceleration is int16 milli-g with ``ACC_FILL`` in every
-window that is not fully covered.
+participant's ``day0``. Input times are int64 nanoseconds on the device clock and the three axes
+are separate float32 arrays in g (NaN in non-wear) — the reader's own column arrays, so nothing
+the size of the recording is copied. Output acceleration is int16 milli-g with ``ACC_FILL`` in
+every window that is not fully covered.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ MAX_GAP_SECONDS = 1.0
 
 
 @njit(cache=True, nogil=True)
-def _first_at_or_after(time, t):
-    """Index of the first ``time`` element >= t (binary search; ``time`` is increasing)."""
-    lo, hi = 0, time.shape[0]
+def _first_at_or_after(time_ns, t_ns):
+    """Index of the first ``time_ns`` element >= t_ns (binary search; ``time_ns`` is increasing)."""
+    lo, hi = 0, time_ns.shape[0]
     while lo < hi:
         mid = (lo + hi) // 2
-        if time[mid] < t:
+        if time_ns[mid] < t_ns:
             lo = mid + 1
         else:
             hi = mid
@@ -33,8 +34,8 @@ def _first_at_or_after(time, t):
 
 
 @njit(cache=True, nogil=True)
-def resample_windows(time, xyz, first_window, n_windows, max_gap=MAX_GAP_SECONDS):
-    """Linearly interpolate ``xyz`` at the grid points of windows ``first_window …``.
+def resample_windows(time_ns, day0_ns, x, y, z, first_window, n_windows, max_gap=MAX_GAP_SECONDS):
+    """Linearly interpolate the axes at the grid points of windows ``first_window …`` after ``day0_ns``.
 
     Returns ``acc`` int16 milli-g ``(n_windows, 3, 300)`` and ``valid`` bool ``(n_windows,)``.
     A window is valid when every one of its 300 grid points lies between two finite samples at
@@ -42,40 +43,40 @@ def resample_windows(time, xyz, first_window, n_windows, max_gap=MAX_GAP_SECONDS
     """
     acc = np.empty((n_windows, 3, WINDOW_SAMPLES), dtype=np.int16)
     valid = np.zeros(n_windows, dtype=np.bool_)
-    n = time.shape[0]
+    n = time_ns.shape[0]
     if n == 0:
         acc[:] = ACC_FILL
         return acc, valid
+    axes = (x, y, z)
     step = 1.0 / SAMPLE_RATE
-    j = _first_at_or_after(time, first_window * WINDOW_SECONDS) - 1
-    if j < 0:
-        j = 0
+    first = (time_ns[0] - day0_ns) * 1e-9
+    last = (time_ns[n - 1] - day0_ns) * 1e-9
+    j = max(_first_at_or_after(time_ns, day0_ns + np.int64(first_window) * WINDOW_SECONDS * 1_000_000_000) - 1, 0)
     for w in range(n_windows):
         window_start = (first_window + w) * WINDOW_SECONDS
         ok = True
         for k in range(WINDOW_SAMPLES):
             t = window_start + k * step
-            if t < time[0] or t > time[n - 1]:
+            if t < first or t > last:
                 ok = False
                 break
-            while j + 1 < n and time[j + 1] <= t:
+            while j + 1 < n and (time_ns[j + 1] - day0_ns) * 1e-9 <= t:
                 j += 1
-            if time[j] == t:
+            t_j = (time_ns[j] - day0_ns) * 1e-9
+            if t_j == t:
                 for c in range(3):
-                    v = xyz[j, c]
-                    if not np.isfinite(v):
-                        ok = False
+                    v = axes[c][j]
+                    ok = ok and np.isfinite(v)
                     acc[w, c, k] = _to_milli_g(v)
             else:
-                dt = time[j + 1] - time[j]
+                dt = (time_ns[j + 1] - time_ns[j]) * 1e-9
                 if dt > max_gap:
                     ok = False
                     break
-                frac = (t - time[j]) / dt
+                frac = (t - t_j) / dt
                 for c in range(3):
-                    v = xyz[j, c] + frac * (xyz[j + 1, c] - xyz[j, c])
-                    if not np.isfinite(v):
-                        ok = False
+                    v = axes[c][j] + frac * (axes[c][j + 1] - axes[c][j])
+                    ok = ok and np.isfinite(v)
                     acc[w, c, k] = _to_milli_g(v)
             if not ok:
                 break
@@ -137,7 +138,7 @@ def window_stats(acc, valid):
 
 def warm_up() -> None:
     """Compile (or load from Numba's cache) every kernel here once, on tiny inputs."""
-    time = np.arange(0.0, 25.0, 0.01)
-    xyz = np.zeros((time.size, 3), dtype=np.float32)
-    acc, valid = resample_windows(time, xyz, 0, 2)
+    time_ns = np.arange(0, 25_000_000_000, 10_000_000, dtype=np.int64)
+    axis = np.zeros(time_ns.size, dtype=np.float32)
+    acc, valid = resample_windows(time_ns, np.int64(0), axis, axis, axis, 0, 2)
     window_stats(acc, valid)

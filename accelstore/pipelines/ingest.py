@@ -99,9 +99,10 @@ def ingest_file(task: FileTask) -> FileResult:
         return FileResult(task, "failed", size=size, digest=digest, error=error.kind, message=str(error))
 
     day0 = recording.time[0].astype("datetime64[D]")
-    seconds = (recording.time - day0) / np.timedelta64(1, "s")
-    first_window = int(seconds[0] // WINDOW_SECONDS)
-    n_windows = int(seconds[-1] // WINDOW_SECONDS) + 1
+    day0_ns = np.int64(day0.astype("datetime64[ns]").astype(np.int64))
+    time_ns = recording.time.view(np.int64)
+    first_window = int((time_ns[0] - day0_ns) // (WINDOW_SECONDS * 10**9))
+    n_windows = int((time_ns[-1] - day0_ns) // (WINDOW_SECONDS * 10**9)) + 1
     writer = ParticipantWriter(task.store, task.row)
     if n_windows > writer.n_windows:
         return FileResult(task, "too_long", size=size, digest=digest, windows_needed=n_windows)
@@ -116,7 +117,7 @@ def ingest_file(task: FileTask) -> FileResult:
             if task.clear_stale:
                 writer.clear_day(day)
             continue
-        acc, valid = resample_windows(seconds, recording.xyz, day * WINDOWS_PER_DAY, WINDOWS_PER_DAY)
+        acc, valid = resample_windows(time_ns, day0_ns, *recording.axes, day * WINDOWS_PER_DAY, WINDOWS_PER_DAY)
         std, enmo = window_stats(acc, valid)
         writer.write_day(day, acc)
         span = slice(day * WINDOWS_PER_DAY, (day + 1) * WINDOWS_PER_DAY)

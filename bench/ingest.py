@@ -1,0 +1,122 @@
+"""Ingest throughput and memory: `accelstore ingest` vs the per-file actipy loop users run today.
+
+The baseline is what a user would otherwise run, one file after another on one core:
+``actipy.read_device(f, calibrate_gravity=True, detect_nonwear=True, resample_hz=30)`` then
+``np.save``. Both run on the same synthetic 7-day .cwa files. Throughput is person-days per
+core-minute (our wall time × worker processes, the cluster's start-up included); memory is the
+peak resident set of one worker (with its Java parser child) against the baseline process's.
+Prints the ratios last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from accelstore.synth import synthesize
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "bench" / "out"
+
+BASELINE = """
+import sys, time, warnings
+from pathlib import Path
+import numpy as np, actipy
+warnings.simplefilter("ignore")
+out = Path(sys.argv[1])
+began = time.perf_counter()
+for f in sys.argv[2:]:
+    data, info = actipy.read_device(f, calibrate_gravity=True, detect_nonwear=True, resample_hz=30, verbose=False)
+    np.save(out / (Path(f).name + ".npy"), data[["x", "y", "z"]].to_numpy())
+print(time.perf_counter() - began)
+"""
+
+
+class PeakMemory:
+    """Samples the resident memory of a process tree, per child of the root, every 50 ms.
+
+    A worker's group is the worker process plus its own children (actipy's Java parser).
+    """
+
+    def __init__(self, root: subprocess.Popen, per_child: bool):
+        self.root = psutil.Process(root.pid)
+        self.per_child = per_child
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                tops = self.root.children() if self.per_child else [self.root]
+                for top in tops:
+                    members = [top, *top.children(recursive=True)]
+                    self.peak = max(self.peak, sum(_rss(p) for p in members))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--participants", type=int, default=4, help="synthetic files")
+    parser.add_argument("--days", type=float, default=7.0, help="days per file")
+    parser.add_argument("--workers", type=int, default=2, help="ingest worker processes")
+    parser.add_argument("--processing", default=None, help="pass --processing to accelstore ingest (when supported)")
+    args = parser.parse_args()
+
+    raw = CACHE / f"ingest-{args.participants}x{args.days:g}d"
+    files = sorted(raw.glob("*.cwa"))
+    if len(files) != args.participants:
+        files = synthesize(raw, participants=args.participants, days=args.days, seed=2024)
+    person_days = args.participants * args.days
+    work = Path(tempfile.mkdtemp(prefix="accelstore-bench-ingest-"))
+
+    command = [sys.executable, "-m", "accelstore", "-q", "ingest", str(raw), "-o", str(work / "store.zarr"), "--workers", str(args.workers)]
+    if args.processing:
+        command += ["--processing", args.processing]
+    began = time.perf_counter()
+    ours = subprocess.Popen(command)
+    ours_memory = PeakMemory(ours, per_child=True)
+    assert ours.wait() == 0, "accelstore ingest failed"
+    ours_s = time.perf_counter() - began
+    ours_peak = ours_memory.stop()
+
+    (work / "npy").mkdir()
+    baseline = subprocess.Popen([sys.executable, "-c", BASELINE, str(work / "npy"), *map(str, files)], stdout=subprocess.PIPE, text=True)
+    baseline_memory = PeakMemory(baseline, per_child=False)
+    baseline_s = float(baseline.communicate()[0])
+    assert baseline.returncode == 0
+    baseline_peak = baseline_memory.stop()
+
+    ours_rate = person_days / (ours_s * args.workers / 60)
+    baseline_rate = person_days / (baseline_s / 60)
+    print(f"{args.participants} files × {args.days:g} days = {person_days:g} person-days")
+    print(f"accelstore ingest ({args.workers} workers): {ours_s:7.1f} s wall, {ours_rate:6.2f} person-days per core-minute, peak {ours_peak / 2**30:.2f} GiB per worker")
+    print(f"actipy read_device + np.save (1 core):  {baseline_s:7.1f} s wall, {baseline_rate:6.2f} person-days per core-minute, peak {baseline_peak / 2**30:.2f} GiB")
+    print(f"ratio person-days per core-minute (accelstore / baseline): {ours_rate / baseline_rate:.2f}x")
+    print(f"ratio peak memory per worker (accelstore / baseline): {ours_peak / baseline_peak:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
