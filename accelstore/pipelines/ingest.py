@@ -344,6 +344,6 @@ def _client(workers: int | None, scheduler: str | None):
         return
     n_workers = workers or os.cpu_count() or 1
     with LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
     ) as cluster, Client(cluster) as client:
         yield client
