@@ -14,6 +14,11 @@ from pathlib import Path
 
 import click
 
+from accelstore.pipelines.features import features_command
+from accelstore.pipelines.pretext import pretext_command
+from accelstore.pipelines.stream import stream_command
+from accelstore.plot import plot_command
+
 log = logging.getLogger("accelstore")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -59,7 +64,7 @@ def synth(ctx: click.Context, out: Path, participants: int, days: float, seed: i
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", "store", type=str, default=None, help="The store (path or fsspec URL). Default: DIR.zarr beside the first input.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
-@click.option("--scheduler", type=str, default=None, help="Use an existing Dask cluster: a scheduler address (tcp://host:8786) or a scheduler file (.json).")
+@click.option("--scheduler", type=str, default=None, help="Use an existing Dask cluster: a scheduler address (tcp://host:8786) or a scheduler file (.json); 'synchronous' runs every file in this process.")
 @click.option("--id-pattern", type=str, default=None, help="Regular expression whose first group is the participant id in a file name. Default: the name without extensions (UK Biobank names give the eid).")
 @click.option("--lowpass-hz", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True, help="Butterworth low-pass cut-off, Hz.")
 @click.option("--no-lowpass", is_flag=True, help="Skip the low-pass filter.")
@@ -148,3 +153,9 @@ def query(ctx, store: str, participant: str, start: str | None, end: str | None,
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--output") from None
     click.echo(f"{participant}: {windows.sizes['window']} windows ({int(windows['valid'].sum())} valid) → {output}")
+
+
+main.add_command(features_command)
+main.add_command(pretext_command)
+main.add_command(plot_command)
+main.add_command(stream_command)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -19,8 +18,9 @@ import numpy as np
 
 from accelstore import store as layout
 from accelstore.kernels.resample import WINDOW_SECONDS, WINDOWS_PER_DAY, resample_windows, warm_up, window_stats
+from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
 from accelstore.readers import ProcessingOptions, ReaderError, file_digest, is_supported, read_recording
-from accelstore.store import MetadataWriter, ParticipantWriter, Status
+from accelstore.store import MetadataWriter, ParticipantWriter, Status, day_span, recorded_days, summarise_days
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +107,20 @@ def ingest_file(task: FileTask) -> FileResult:
     if n_windows > writer.n_windows:
         return FileResult(task, "too_long", size=size, digest=digest, windows_needed=n_windows)
 
-    days = writer.n_windows // WINDOWS_PER_DAY
     rows = {spec.name: np.full(writer.n_windows, spec.fill, dtype=spec.dtype) for spec in layout.WINDOW_ARRAYS}
-    day_valid = np.zeros(days, dtype=np.int32)
-    day_std = np.zeros(days, dtype=np.float32)
-    recorded_days = range(first_window // WINDOWS_PER_DAY, (n_windows - 1) // WINDOWS_PER_DAY + 1)
-    for day in range(days):
-        if day not in recorded_days:
+    days_with_data = recorded_days(first_window, n_windows)
+    for day in range(writer.n_windows // WINDOWS_PER_DAY):
+        if day not in days_with_data:
             if task.clear_stale:
                 writer.clear_day(day)
             continue
         acc, valid = resample_windows(time_ns, day0_ns, *recording.axes, day * WINDOWS_PER_DAY, WINDOWS_PER_DAY)
-        std, enmo = window_stats(acc, valid)
         writer.write_day(day, acc)
-        span = slice(day * WINDOWS_PER_DAY, (day + 1) * WINDOWS_PER_DAY)
-        rows["valid"][span], rows["std"][span], rows["enmo"][span] = valid, std, enmo
-        day_valid[day] = valid.sum()
-        day_std[day] = std[valid].sum()
+        span = day_span(day)
+        rows["valid"][span] = valid
+        rows["std"][span], rows["enmo"][span] = window_stats(acc, valid)
     writer.write_windows(**rows)
+    day_valid, day_std = summarise_days(rows["valid"], rows["std"])
 
     info = recording.info
     row_fields = {
@@ -222,11 +218,8 @@ def ingest(
     A new store gets ``max_days`` days of window address space and ``reserve`` empty participant
     rows (absent data costs nothing, so a store can be sized for a whole cohort up front).
     """
-    from dask.distributed import as_completed
-    from tqdm import tqdm
-
     files = discover(inputs)
-    store = _absolute(store)
+    store = absolute(store)
     group = _open_or_create(store, max_days, reserve)
     writer = MetadataWriter(group)
     plan = _Plan(files, writer, store, options, id_pattern)
@@ -237,42 +230,29 @@ def ingest(
     writer.set_failures(failures)
     log.info("%d file(s): %d task(s), %d refused before reading", len(files), len(plan.tasks), len(plan.failed))
 
-    warm_up()  # compile once here, so workers load Numba's cache instead of racing to write it
-    with _client(workers, scheduler) as client:
-        client.run(warm_up)
-        submitted: dict[str, FileTask] = {}
-
-        def submit(task: FileTask):
-            future = client.submit(ingest_file, task, retries=retries, pure=False)
-            submitted[future.key] = task
-            return future
-
-        completed = as_completed([submit(task) for task in plan.tasks])
-        deferred: list[FileResult] = []
-        with tqdm(total=len(plan.tasks), unit="file", desc="ingest", disable=not progress) as bar:
-            for future in completed:
-                result = _result_of(future, submitted.pop(future.key))
-                if result.outcome in ("changed", "too_long"):
-                    deferred.append(result)
-                else:
-                    _apply(result, writer, report, failures)
-                    bar.update()
-                if not completed.count() and deferred:
-                    for task in _replan(deferred, writer):
-                        completed.add(submit(task))
-                    deferred = []
+    with task_client(workers, scheduler, warm=warm_up) as client:
+        with progress_bar(len(plan.tasks), "ingest", progress, unit="file") as bar:
+            tasks = plan.tasks
+            while tasks:
+                deferred: list[FileResult] = []
+                for task, result in run_tasks(client, ingest_file, tasks, retries):
+                    result = _file_result(task, result)
+                    if result.outcome in ("changed", "too_long"):
+                        deferred.append(result)
+                    else:
+                        _apply(result, writer, report, failures)
+                        bar.update()
+                tasks = list(_replan(deferred, writer)) if deferred else []
     writer.set_failures(failures)
     _log_summary(report)
     return report
 
 
-def _result_of(future, task: FileTask) -> FileResult:
-    """The task's result; an exception that survived the retries, or a dead worker, is a failure."""
-    try:
-        return future.result()
-    except Exception as error:  # noqa: BLE001 — any task error is that file's failure, never the run's
-        message = f"{task.path}: {type(error).__name__}: {' '.join(str(error).split())}"
-        return FileResult(task, "failed", error="task error", message=message)
+def _file_result(task: FileTask, result: FileResult | TaskError) -> FileResult:
+    """An exception that survived the retries, or a dead worker, is that file's failure."""
+    if isinstance(result, TaskError):
+        return FileResult(task, "failed", error="task error", message=f"{task.path}: {result.message}")
+    return result
 
 
 def _replan(deferred: list[FileResult], writer: MetadataWriter) -> Iterator[FileTask]:
@@ -319,31 +299,8 @@ def _log_summary(report: IngestReport) -> None:
         log.error("not ingested: %s", failure["message"])
 
 
-def _absolute(store: str) -> str:
-    return store if "://" in store else str(Path(store).resolve())
-
-
 def _open_or_create(store: str, max_days: int, reserve: int):
     try:
         return layout.open_group(store, mode="r+")
     except FileNotFoundError:
         return layout.create_store(store, max_days=max_days, participants=reserve)
-
-
-@contextmanager
-def _client(workers: int | None, scheduler: str | None):
-    """A client of an existing cluster (address or scheduler file), or of a new LocalCluster."""
-    from dask.distributed import Client, LocalCluster
-
-    # distributed sets its loggers up on import; keep its routine messages out of ours
-    logging.getLogger("distributed").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.WARNING))
-    if scheduler:
-        kwargs = {"scheduler_file": scheduler} if scheduler.endswith(".json") else {"address": scheduler}
-        with Client(**kwargs) as client:
-            yield client
-        return
-    n_workers = workers or os.cpu_count() or 1
-    with LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
-    ) as cluster, Client(cluster) as client:
-        yield client

@@ -1,0 +1,174 @@
+"""Recompute the per-window features (``valid``, ``std``, ``enmo``) and the day summary from ``acc``.
+
+One Dask task per participant reads that participant's recorded days of ``acc``, computes the
+features with the same kernel as ingest, and rewrites the participant's whole rows (one writer
+per shard, DESIGN §3) only where they differ from what is stored. The driver, the one metadata
+writer, then updates the day summary and the table's ``valid_windows``. Running it again changes
+nothing, so it is safe to repeat after an interrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import click
+import numpy as np
+import pandas as pd
+
+from accelstore import store as layout
+from accelstore.kernels.resample import ACC_FILL, WINDOWS_PER_DAY, warm_up, window_stats
+from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
+from accelstore.store import MetadataWriter, ParticipantWriter, day_span, open_store, recorded_days, summarise_days
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- the worker's task
+
+
+@dataclass(frozen=True)
+class FeatureTask:
+    store: str
+    participant: str
+    row: int
+    first_window: int
+    n_windows: int
+
+
+@dataclass
+class FeatureResult:
+    rewritten: bool  # the stored per-window rows differed and were replaced
+    day_valid_windows: np.ndarray
+    day_std_sum: np.ndarray
+
+
+def recompute_participant(task: FeatureTask) -> FeatureResult:
+    """Features of one participant from its ``acc``; its rows are rewritten only if they changed."""
+    writer = ParticipantWriter(task.store, task.row)
+    rows = {spec.name: np.full(writer.n_windows, spec.fill, dtype=spec.dtype) for spec in layout.WINDOW_ARRAYS}
+    for day in recorded_days(task.first_window, task.n_windows):
+        span = day_span(day)
+        acc = writer.acc[task.row, span]
+        valid = (acc != ACC_FILL).all(axis=(1, 2))  # ingest fills every sample of an invalid window
+        rows["valid"][span] = valid
+        rows["std"][span], rows["enmo"][span] = window_stats(acc, valid)
+    stored = {name: array[task.row, :] for name, array in writer.window_arrays.items()}
+    rewritten = not all(np.array_equal(rows[name], stored[name], equal_nan=rows[name].dtype.kind == "f") for name in rows)
+    if rewritten:
+        writer.write_windows(**rows)
+    return FeatureResult(rewritten, *summarise_days(rows["valid"], rows["std"]))
+
+
+# ---------------------------------------------------------------- the driver
+
+
+@dataclass
+class FeaturesReport:
+    store: str
+    recomputed: list[str] = field(default_factory=list)  # every participant whose task succeeded
+    changed: list[str] = field(default_factory=list)  # those whose stored features or day summary differed
+    failed: dict[str, str] = field(default_factory=dict)  # participant → error
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def complete_participants(store_path: str, participants: Sequence[str] | None = None) -> pd.DataFrame:
+    """The table rows (indexed by id) of ``participants``, or of every complete participant."""
+    table = open_store(store_path).participants
+    if participants is None:
+        return table
+    if isinstance(participants, str):
+        participants = [participants]
+    missing = [pid for pid in participants if pid not in table.index]
+    if missing:
+        raise KeyError(f"not in {store_path} (or not completely ingested): {', '.join(missing)}")
+    return table.loc[list(dict.fromkeys(participants))]
+
+
+def recompute(
+    store_path: str,
+    participants: Sequence[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    retries: int = 2,
+    progress: bool = True,
+) -> FeaturesReport:
+    """Recompute ``valid``, ``std``, ``enmo`` and the day summary of ``participants`` (default: all).
+
+    ``scheduler``: an existing cluster's address or scheduler file, or ``"synchronous"`` to run
+    every task in this process; default a LocalCluster of ``workers`` processes.
+    """
+    store_path = absolute(store_path)
+    table = complete_participants(store_path, participants)
+    writer = MetadataWriter(layout.open_group(store_path, mode="r+"))
+    day_valid = writer.group["day_valid_windows"][:]
+    day_std = writer.group["day_std_sum"][:]
+    tasks = [
+        FeatureTask(store_path, str(pid), int(info["row"]), int(info["first_window"]), int(info["n_windows"]))
+        for pid, info in table.iterrows()
+    ]
+    stored_valid_windows = dict(zip(table.index, table["valid_windows"].astype(int)))
+    report = FeaturesReport(store_path)
+    log.info("recomputing features of %d participant(s) in %s", len(tasks), store_path)
+    with task_client(workers, scheduler, warm=warm_up) as client, progress_bar(len(tasks), "features", progress) as bar:
+        for task, result in run_tasks(client, recompute_participant, tasks, retries):
+            bar.update()
+            if isinstance(result, TaskError):
+                report.failed[task.participant] = result.message
+                log.warning("features of %s failed: %s", task.participant, result.message)
+                continue
+            report.recomputed.append(task.participant)
+            summary_changed = not (
+                np.array_equal(day_valid[task.row], result.day_valid_windows)
+                and np.array_equal(day_std[task.row], result.day_std_sum)
+                and stored_valid_windows[task.participant] == int(result.day_valid_windows.sum())
+            )
+            if summary_changed:
+                writer.write_day_summary(task.row, result.day_valid_windows, result.day_std_sum)
+                writer.set_rows(np.array([task.row]), valid_windows=int(result.day_valid_windows.sum()))
+            if result.rewritten or summary_changed:
+                report.changed.append(task.participant)
+    log.info(
+        "features of %s: %d recomputed, %d changed, %d failed",
+        store_path, len(report.recomputed), len(report.changed), len(report.failed),
+    )
+    return report
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@click.command("features")
+@click.argument("store", type=str)
+@click.option("--participants", "participants", multiple=True, help="Only these participant ids (repeat the option). Default: every complete participant.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
+@click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
+@click.pass_context
+def features_command(ctx: click.Context, store: str, participants: tuple[str, ...], workers: int | None, scheduler: str | None) -> None:
+    """Recompute valid, std, enmo and the day summary of STORE from its acceleration.
+
+    Idempotent: participants whose stored features already match are left untouched.
+    Exit status: 0 done, 1 some participants failed, 2 bad usage (unknown participant, not a store).
+    """
+    from accelstore.cli import EXIT_OK, EXIT_PARTIAL
+
+    try:
+        report = recompute(store, participants or None, workers=workers, scheduler=scheduler, progress=show_progress(ctx))
+    except (FileNotFoundError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="STORE") from None
+    except KeyError as error:
+        raise click.BadParameter(str(error.args[0]), param_hint="--participants") from None
+    click.echo(f"{store}: {len(report.recomputed)} recomputed, {len(report.changed)} changed, {len(report.failed)} failed")
+    for pid, message in sorted(report.failed.items()):
+        click.echo(f"  {pid}: {message}", err=True)
+    ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
+
+
+def show_progress(ctx: click.Context) -> bool:
+    """Whether the ``accelstore`` group asked for progress bars (it does unless ``--quiet``)."""
+    obj = ctx.find_root().obj
+    return bool(obj.get("progress", True)) if isinstance(obj, dict) else True

@@ -1,0 +1,359 @@
+"""The fixed pretext validation set: held-out participants, their windows drawn ∝ std, transformed.
+
+The trainer stops early on the loss of this set (DESIGN §7), so it must come from participants the
+trainer never sees: the driver records their ids in the store's ``holdout`` attribute.
+
+Windows are drawn from the held-out participants' valid windows with probability ∝ ``std``,
+without replacement, by exponential clocks (Efraimidis & Spirakis 2006): each window gets the key
+E / std with E ~ Exp(1) from a stream seeded by (seed, row), and the N smallest keys in the
+whole hold-out win — the same as N successive draws ∝ std. The keys of one participant depend only
+on its own windows, so the draw does not depend on how the work is split into tasks. Two rounds
+of one Dask task per participant: the first returns each participant's N smallest keys (from
+``valid`` and ``std`` only), the driver keeps the N smallest overall; the second reads the chosen
+windows of ``acc`` and applies the pretext transforms, each window keyed by its own id. The driver
+writes everything under the sub-group ``pretext/``, and marks it complete last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import click
+import numpy as np
+
+from accelstore import store as layout
+from accelstore.kernels.pretext import TASKS, apply_pretext
+from accelstore.kernels.resample import WINDOW_SAMPLES
+from accelstore.pipelines.features import complete_participants, show_progress
+from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
+from accelstore.store import MetadataWriter, Store, acc_to_g
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
+
+log = logging.getLogger(__name__)
+
+GROUP = "pretext"
+"""The sub-group holding the validation set."""
+HOLDOUT_ATTR = "holdout"
+"""Root attribute: ids of the held-out participants, which the trainer must never train on."""
+DEFAULT_TASKS = ("aot", "permute", "time_warp")
+"""The published model's tasks (scale is off there)."""
+SELECTION_STREAM = 0x5E1EC7
+"""Distinguishes the draw's random stream from any other use of the same seed."""
+X_CHUNK = 1024
+
+
+def choose_holdout(ids: Sequence[str], fraction: float, seed: int) -> list[str]:
+    """The ids held out: ``round(fraction × n)`` of them (at least 1, at most n − 1), sorted.
+
+    Each id is ranked by a seeded hash of itself, so the choice depends on the seed and the set
+    of ids only — not on their order or table rows — and mostly survives the store growing.
+    """
+    ids = sorted(set(map(str, ids)))
+    if len(ids) < 2:
+        raise ValueError(f"holding participants out needs at least 2 complete participants, the store has {len(ids)}")
+    count = min(max(round(fraction * len(ids)), 1), len(ids) - 1)
+    ranked = sorted(ids, key=lambda pid: hashlib.blake2b(f"{seed}/{pid}".encode(), digest_size=8).digest())
+    return sorted(ranked[:count])
+
+
+def window_ids(rows: np.ndarray | int, windows: np.ndarray) -> np.ndarray:
+    """Each window's id for the pretext kernels' random streams: row × 2**32 + window index.
+
+    Unique in the store and independent of which task or batch a window is transformed in.
+    """
+    return np.asarray(rows, dtype=np.int64) * 2**32 + np.asarray(windows, dtype=np.int64)
+
+
+def selection_keys(valid: np.ndarray, std: np.ndarray, seed: int, row: int) -> np.ndarray:
+    """One participant's keys E / std (float64; inf where invalid or std is not positive)."""
+    rng = np.random.default_rng([SELECTION_STREAM, seed % 2**64, row])
+    clocks = rng.standard_exponential(valid.size)
+    eligible = valid & (std > 0)
+    keys = np.full(valid.size, np.inf)
+    keys[eligible] = clocks[eligible] / std[eligible]
+    return keys
+
+
+# ---------------------------------------------------------------- round 1: candidates
+
+
+@dataclass(frozen=True)
+class DrawTask:
+    store: str
+    participant: str
+    row: int
+    n_windows: int
+    seed: int
+    limit: int  # the N of the whole draw: no participant can contribute more
+
+
+@dataclass
+class Candidates:
+    windows: np.ndarray  # int64, window indices
+    keys: np.ndarray  # float64, ascending
+
+
+def draw_candidates(task: DrawTask) -> Candidates:
+    """The participant's ``limit`` windows of smallest key (fewer if it has fewer eligible)."""
+    group = layout.open_group(task.store)
+    valid = group["valid"][task.row, : task.n_windows]
+    std = group["std"][task.row, : task.n_windows]
+    keys = selection_keys(valid, std, task.seed, task.row)
+    eligible = np.flatnonzero(np.isfinite(keys))
+    best = eligible[np.argsort(keys[eligible], kind="stable")[: task.limit]]
+    return Candidates(best.astype(np.int64), keys[best])
+
+
+class Smallest:
+    """The ``n`` (row, window) pairs of smallest key seen so far.
+
+    Ties are broken by row, then window, so the result does not depend on arrival order.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self.rows = np.empty(0, np.int64)
+        self.windows = np.empty(0, np.int64)
+        self.keys = np.empty(0, np.float64)
+
+    def add(self, row: int, candidates: Candidates) -> None:
+        new = slice(None)
+        if self.keys.size == self.n:  # full: only keys up to the largest kept one can enter
+            new = candidates.keys <= self.keys[-1]
+        rows = np.concatenate([self.rows, np.full(candidates.windows[new].size, row, np.int64)])
+        windows = np.concatenate([self.windows, candidates.windows[new]])
+        keys = np.concatenate([self.keys, candidates.keys[new]])
+        keep = np.lexsort((windows, rows, keys))[: self.n]
+        self.rows, self.windows, self.keys = rows[keep], windows[keep], keys[keep]
+
+
+# ---------------------------------------------------------------- round 2: transforms
+
+
+@dataclass(frozen=True)
+class TransformTask:
+    store: str
+    participant: str
+    row: int
+    windows: np.ndarray  # int64, ascending
+    seed: int
+    tasks: tuple[str, ...]
+    p: float
+
+
+@dataclass
+class Transformed:
+    x: np.ndarray  # float32 (k, 3, 300), g
+    labels: dict[str, np.ndarray]  # task → int64 (k,)
+
+
+def transform_windows(task: TransformTask) -> Transformed:
+    """Read the chosen windows of one participant and apply the pretext transforms."""
+    acc = layout.open_group(task.store)["acc"].oindex[task.row, task.windows]
+    x = acc_to_g(acc)
+    if np.isnan(x).any():
+        raise ValueError(f"participant {task.participant}: a window marked valid holds absent samples")
+    x, labels = apply_pretext(x, task.tasks, task.seed, task.p, out=x, window_ids=window_ids(task.row, task.windows))
+    return Transformed(x, labels)
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) every pretext kernel once."""
+    apply_pretext(np.zeros((1, 3, WINDOW_SAMPLES), np.float32), TASKS, seed=0, p=1.0)
+
+
+# ---------------------------------------------------------------- the driver
+
+
+@dataclass
+class ValidationSetReport:
+    store: str
+    holdout: list[str]
+    windows: int
+    drawn: dict[str, int] = field(default_factory=dict)  # held-out participant → windows in the set
+
+
+@dataclass
+class ValidationSet:
+    """The stored validation set: inputs in g, one label array per task, and where each came from."""
+
+    x: np.ndarray  # float32 (N, 3, 300)
+    labels: dict[str, np.ndarray]  # task → int64 (N,)
+    row: np.ndarray  # int64 (N,): participant row
+    window: np.ndarray  # int64 (N,): window index from the participant's day 0
+    holdout: list[str]
+    attrs: dict
+
+
+def build_validation_set(
+    store_path: str,
+    windows: int,
+    holdout_fraction: float,
+    seed: int,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    p: float = 0.5,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    retries: int = 2,
+    progress: bool = True,
+) -> ValidationSetReport:
+    """Hold participants out, draw ``windows`` of their valid windows ∝ std, transform, store.
+
+    Replaces any earlier validation set and hold-out of the store. ``scheduler`` as for
+    :func:`accelstore.pipelines.features.recompute` (``"synchronous"``: in this process).
+    """
+    tasks = _check_tasks(tasks)
+    if windows < 1:
+        raise ValueError(f"windows must be at least 1, got {windows}")
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"the hold-out fraction must lie strictly between 0 and 1, got {holdout_fraction}")
+    store_path = absolute(store_path)
+    table = complete_participants(store_path)
+    holdout = choose_holdout(table.index, holdout_fraction, seed)
+    held = {pid: int(row) for pid, row in table.loc[holdout, "row"].items()}
+    with task_client(workers, scheduler, warm=warm_up) as client:
+        draws = [DrawTask(store_path, pid, row, int(table.at[pid, "n_windows"]), seed, windows) for pid, row in held.items()]
+        rows, window_index = _draw(client, draws, windows, retries, progress)
+        writer = MetadataWriter(layout.open_group(store_path, mode="r+"))
+        _record_holdout(writer, holdout)
+        spans = {int(row): _span(rows, row) for row in np.unique(rows)}  # each participant's windows are one run
+        transforms = [
+            TransformTask(store_path, pid, row, window_index[spans[row]], seed, tasks, p) for pid, row in held.items() if row in spans
+        ]
+        x, labels = _transform(client, transforms, spans, windows, retries, progress)
+    attrs = {
+        "windows": windows, "holdout_fraction": holdout_fraction, "seed": seed, "tasks": list(tasks), "p": p,
+        "holdout": holdout, "selection": "without replacement, probability proportional to std among valid windows",
+    }
+    _write_validation_set(writer.group, x, labels, rows, window_index, attrs)
+    drawn = {transform.participant: int(transform.windows.size) for transform in transforms}
+    log.info("validation set of %d windows from %d held-out participant(s) in %s", windows, len(holdout), store_path)
+    return ValidationSetReport(store_path, holdout, windows, drawn)
+
+
+def _draw(client: Client | None, draws: list[DrawTask], windows: int, retries: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Round 1: the rows and window indices of the draw, sorted by row, then window."""
+    chosen = Smallest(windows)
+    with progress_bar(len(draws), "pretext: draw", progress) as bar:
+        for draw, candidates in run_tasks(client, draw_candidates, draws, retries):
+            bar.update()
+            chosen.add(draw.row, _checked(draw.participant, candidates))
+    if chosen.keys.size < windows:
+        raise ValueError(
+            f"the {len(draws)} held-out participant(s) have only {chosen.keys.size} valid windows of positive std; "
+            f"asked for {windows}"
+        )
+    order = np.lexsort((chosen.windows, chosen.rows))
+    return chosen.rows[order], chosen.windows[order]
+
+
+def _transform(
+    client: Client | None, transforms: list[TransformTask], spans: dict[int, slice], windows: int, retries: int, progress: bool
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Round 2: the transformed windows and their labels, each participant's put at its span."""
+    tasks = transforms[0].tasks
+    x = np.empty((windows, 3, WINDOW_SAMPLES), np.float32)
+    labels = {name: np.empty(windows, np.int64) for name in tasks}
+    with progress_bar(len(transforms), "pretext: transform", progress) as bar:
+        for transform, result in run_tasks(client, transform_windows, transforms, retries):
+            bar.update()
+            place = spans[transform.row]
+            x[place] = _checked(transform.participant, result).x
+            for name in tasks:
+                labels[name][place] = result.labels[name]
+    return x, labels
+
+
+def _span(sorted_values: np.ndarray, value: int) -> slice:
+    return slice(int(np.searchsorted(sorted_values, value, "left")), int(np.searchsorted(sorted_values, value, "right")))
+
+
+def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+    names = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    unknown = [name for name in names if name not in TASKS]
+    if unknown or not names:
+        raise ValueError(f"unknown or no pretext task(s) {unknown}; known: {', '.join(TASKS)}")
+    return tuple(name for name in TASKS if name in names)  # the kernels apply them in this order
+
+
+def _checked(participant: str, result):
+    """A task's result; a failed task fails the build, since a partial set would be another set."""
+    if isinstance(result, TaskError):
+        raise RuntimeError(f"pretext validation set: participant {participant}: {result.message}")
+    return result
+
+
+def _record_holdout(writer: MetadataWriter, holdout: list[str]) -> None:
+    """Write the hold-out before the set, so that even a failed build keeps them out of training."""
+    previous = writer.group.attrs.get(HOLDOUT_ATTR)
+    if previous is not None and sorted(previous) != holdout:
+        log.warning(
+            "the hold-out changes (%d participant(s) leave it): a model trained on the old split has seen the new one",
+            len(set(previous) - set(holdout)),
+        )
+    writer.set_attrs(**{HOLDOUT_ATTR: holdout})
+
+
+def _write_validation_set(group, x: np.ndarray, labels: dict[str, np.ndarray], rows: np.ndarray, windows: np.ndarray, attrs: dict) -> None:
+    subgroup = group.create_group(GROUP, overwrite=True, attributes={"complete": False})
+    subgroup.create_array("x", data=x, chunks=(min(X_CHUNK, len(x)), 3, WINDOW_SAMPLES), attributes={"units": "g"})
+    for name, values in labels.items():
+        subgroup.create_array(f"label_{name}", data=values, attributes={"meaning": f"1 where {name} was applied"})
+    subgroup.create_array("row", data=rows, attributes={"meaning": "participant row"})
+    subgroup.create_array("window", data=windows, attributes={"meaning": "window index from the participant's day 0"})
+    subgroup.attrs.update({**attrs, "complete": True})  # last: the set is visible only once whole
+
+
+def read_validation_set(store: Store | str) -> ValidationSet:
+    """The store's validation set; ValueError when there is none or it was not finished."""
+    opened = store if isinstance(store, Store) else Store(str(store))
+    group = opened.group
+    if GROUP not in group or not group[GROUP].attrs.get("complete", False):
+        raise ValueError(f"{opened.path}: no complete pretext validation set (run `accelstore pretext`)")
+    subgroup = group[GROUP]
+    attrs = dict(subgroup.attrs)
+    return ValidationSet(
+        x=subgroup["x"][:],
+        labels={name: subgroup[f"label_{name}"][:] for name in attrs["tasks"]},
+        row=subgroup["row"][:],
+        window=subgroup["window"][:],
+        holdout=list(group.attrs.get(HOLDOUT_ATTR, [])),
+        attrs=attrs,
+    )
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@click.command("pretext")
+@click.argument("store", type=str)
+@click.option("--windows", type=click.IntRange(min=1), required=True, help="Windows in the validation set.")
+@click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), required=True, help="Fraction of participants held out of training.")
+@click.option("--seed", type=int, required=True, help="Seed of the hold-out, the draw and the transforms.")
+@click.option("--tasks", type=str, default=",".join(DEFAULT_TASKS), show_default=True, help=f"Comma-separated pretext tasks, of: {', '.join(TASKS)}.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
+@click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
+@click.pass_context
+def pretext_command(ctx: click.Context, store: str, windows: int, holdout_fraction: float, seed: int, tasks: str, workers: int | None, scheduler: str | None) -> None:
+    """Build STORE's fixed pretext validation set from held-out participants.
+
+    Holds out a seeded fraction of the participants (recorded in the store so that training skips
+    them), draws --windows of their valid windows with probability proportional to std, applies
+    the pretext transforms and stores inputs and labels under pretext/ in STORE.
+    """
+    names = [name.strip() for name in tasks.split(",") if name.strip()]
+    try:
+        report = build_validation_set(
+            store, windows, holdout_fraction, seed, names, workers=workers, scheduler=scheduler, progress=show_progress(ctx)
+        )
+    except FileNotFoundError as error:
+        raise click.BadParameter(str(error), param_hint="STORE") from None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    click.echo(f"{store}: {report.windows} windows from {len(report.drawn)} of {len(report.holdout)} held-out participant(s)")

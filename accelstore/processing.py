@@ -1,0 +1,306 @@
+"""actipy's processing steps on numpy arrays: low-pass, gravity calibration, non-wear (DESIGN §4).
+
+The fast path of ingest. Each step reproduces the actipy 3.8 function it names — thresholds,
+acceptance rules, NaN handling and the keys it adds to the info dict — so that the store's
+participant table reads the same whichever path produced it; ``tests/test_processing.py`` holds
+the two paths to each other. The samples are processed in place in the reader's own x, y, z
+column arrays (float32): besides them, only one low-pass chunk and per-window statistics are held
+at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from typing import Any
+
+import numpy as np
+from numba import njit
+from scipy import signal
+
+from accelstore.kernels import calibration, nonwear
+from accelstore.kernels.calibration import (
+    MAX_ITERATIONS,
+    apply_calibration,
+    fit_gravity,
+    sphere_errors,
+    window_moments,
+)
+from accelstore.kernels.nonwear import stationary_runs, wear_summary
+from accelstore.readers import ProcessingOptions, Recording, read_recording
+
+NS_PER_SECOND = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_SECOND
+
+LOWPASS_ORDER = 8
+LOWPASS_CHUNK = 1_000_000
+"""actipy filters 1M samples at a time with ``LOWPASS_LEEWAY`` extra samples on each side, so
+samples near a chunk edge differ from filtering the whole recording at once — by ~1e-9 g, as the
+filter's transient has died out within 100 samples. The same chunks are used here (the paths
+then agree to the bit), and they bound the float64 scratch to ~24 MB."""
+LOWPASS_LEEWAY = 100
+
+STATIONARY_WINDOW_NS = 10 * NS_PER_SECOND
+STATIONARY_STD_G = 0.015
+CALIB_MIN_WINDOWS = 50
+CALIB_MAX_WINDOWS = 100_000
+CALIB_CUBE_G = 0.3
+CALIB_ERROR_TOL_G = 0.01
+NONWEAR_PATIENCE_NS = 90 * 60 * NS_PER_SECOND
+WEAR_MAX_STEP_NS = NS_PER_SECOND
+COVERAGE_MIN_FRACTION = 0.01
+
+UNPROCESSED = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False)
+
+Axes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def read_raw(path: str | os.PathLike) -> Recording:
+    """A file's samples as the device recorded them (in g, unfiltered, uncalibrated, no NaN).
+
+    Goes through :func:`accelstore.readers.read_recording`, so a bad file raises the same typed
+    :class:`~accelstore.readers.ReaderError`. actipy's quality control has run (samples with
+    non-increasing times dropped; ``ReadErrors``, ``WearTime(days)``… in ``info``). A
+    ``Recording`` holds no temperature, so ``process_recording(read_raw(path))`` calibrates
+    without actipy's per-axis temperature term unless ``temperature`` is passed to it.
+    """
+    return read_recording(path, UNPROCESSED)
+
+
+def process_recording(
+    raw: Recording, options: ProcessingOptions = ProcessingOptions(), temperature: np.ndarray | None = None
+) -> Recording:
+    """``raw`` processed by :func:`process_arrays`, consuming it: its axis arrays are overwritten.
+
+    The reader's axes are pandas' read-only views of arrays nothing else holds once the reader has
+    returned; they are made writeable rather than copied (a copy only where numpy refuses).
+    """
+    axes = tuple(_writeable(axis) for axis in raw.axes)
+    axes, info = process_arrays(raw.time.view(np.int64), axes, raw.sample_rate, options, temperature)
+    return dataclasses.replace(raw, axes=axes, info={**raw.info, **info})
+
+
+def _writeable(array: np.ndarray) -> np.ndarray:
+    try:
+        array.flags.writeable = True
+    except ValueError:
+        return array.copy()
+    return array
+
+
+def process_arrays(
+    time_ns: np.ndarray,
+    axes: Axes,
+    sample_rate: float,
+    options: ProcessingOptions = ProcessingOptions(),
+    temperature: np.ndarray | None = None,
+) -> tuple[Axes, dict[str, Any]]:
+    """actipy's low-pass, calibration and non-wear steps, as ``options`` switch them, in place.
+
+    ``time_ns``: int64 (N,) ns, increasing; ``axes``: x, y, z, each float32 (N,) in g, writeable,
+    overwritten and returned; ``temperature``: float32 (N,) °C where the device records it
+    (actipy then fits a temperature coefficient per axis). Returns the axes (NaN in non-wear) and
+    the info keys the actipy steps would add.
+    """
+    info: dict[str, Any] = {}
+    if len(time_ns) == 0:
+        return axes, info
+    if options.lowpass_hz:
+        info.update(lowpass(axes, sample_rate, options.lowpass_hz))
+    if options.calibrate:
+        info.update(calibrate_gravity(time_ns, axes, temperature))
+    if options.detect_nonwear:
+        info.update(flag_nonwear(time_ns, axes))
+    return axes, info
+
+
+def lowpass(axes: Axes, sample_rate: float, cutoff_hz: float) -> dict[str, Any]:
+    """``actipy.processing.lowpass``: zero-phase order-8 Butterworth, in place.
+
+    Skipped (``LowpassOK`` 0) when the Nyquist frequency is not above the cutoff. A sample with
+    any axis NaN is filtered as 0 on all three axes and comes out NaN on all three. The filter is
+    scipy's ``sosfiltfilt`` (odd padding, steady-state initial conditions) run by
+    :func:`_filtfilt_chunks` on the three axes at once, in actipy's chunks.
+    """
+    if sample_rate / 2 <= cutoff_hz:
+        return {"LowpassOK": 0}
+    sos = signal.butter(LOWPASS_ORDER, cutoff_hz / (sample_rate / 2), btype="lowpass", output="sos")
+    taps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    padlen = 3 * taps  # sosfiltfilt's default
+    if len(axes[0]) <= padlen:
+        raise ValueError(f"{len(axes[0])} samples are too few to low-pass filter (more than {padlen} needed)")
+    _filtfilt_chunks(*axes, sos, signal.sosfilt_zi(sos), padlen, LOWPASS_CHUNK, LOWPASS_LEEWAY)
+    return {"LowpassOK": 1, "LowpassCutoff(Hz)": cutoff_hz}
+
+
+@njit(cache=True, nogil=True)
+def _filtfilt_chunks(x, y, z, sos, zi, padlen, chunk, leeway):
+    """In place, chunk by chunk as actipy does: ``sosfiltfilt(sos, segment, padlen=padlen)`` per axis.
+
+    Each chunk is filtered with ``leeway`` unfiltered samples on either side (the ones before it
+    are kept aside, since the previous chunk has already been overwritten) and only its own
+    samples are written back. The axes are float32; the second-order sections run in float64, as
+    scipy's do.
+    """
+    axes = (x, y, z)
+    n = x.shape[0]
+    scratch = np.empty((min(chunk, n) + 2 * leeway + 2 * padlen, 3))
+    unfiltered_tail = np.empty((leeway, 3), dtype=np.float32)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        lead = min(start, leeway)
+        length = min(stop + leeway, n) - (start - lead)
+        segment = scratch[: length + 2 * padlen]
+        for c in range(3):
+            for i in range(lead):
+                segment[padlen + i, c] = unfiltered_tail[leeway - lead + i, c]
+            for i in range(lead, length):
+                segment[padlen + i, c] = axes[c][start - lead + i]
+        for i in range(length):
+            row = segment[padlen + i]
+            if np.isnan(row[0]) or np.isnan(row[1]) or np.isnan(row[2]):
+                row[:] = 0.0
+        for c in range(3):  # odd extension, in float32 like scipy's on actipy's float32 chunk
+            first, last = np.float32(2 * segment[padlen, c]), np.float32(2 * segment[padlen + length - 1, c])
+            for j in range(padlen):
+                segment[j, c] = first - np.float32(segment[2 * padlen - j, c])
+                segment[padlen + length + j, c] = last - np.float32(segment[padlen + length - 2 - j, c])
+        _sosfilt_axes(segment, sos, zi, False)
+        _sosfilt_axes(segment, sos, zi, True)
+        if stop < n:
+            for c in range(3):
+                unfiltered_tail[:, c] = axes[c][stop - leeway : stop]
+        for i in range(start, stop):
+            missing = np.isnan(x[i]) or np.isnan(y[i]) or np.isnan(z[i])
+            for c in range(3):
+                axes[c][i] = np.nan if missing else segment[padlen + lead + i - start, c]
+
+
+@njit(cache=True, nogil=True)
+def _sosfilt_axes(x, sos, zi, backwards):
+    """scipy's ``sosfilt(sos, column, zi=zi * column[first])`` on each column of ``x`` (T, 3), in place.
+
+    Section by section over the whole segment rather than sample by sample: the same arithmetic
+    in the same order (each section's output depends only on its input), with each section's
+    state in registers and the three axes' recurrences interleaved in one loop.
+    """
+    n = x.shape[0]
+    begin = n - 1 if backwards else 0
+    first_x, first_y, first_z = x[begin, 0], x[begin, 1], x[begin, 2]
+    for s in range(sos.shape[0]):
+        b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
+        px, qx = zi[s, 0] * first_x, zi[s, 1] * first_x
+        py, qy = zi[s, 0] * first_y, zi[s, 1] * first_y
+        pz, qz = zi[s, 0] * first_z, zi[s, 1] * first_z
+        for step in range(n):
+            i = n - 1 - step if backwards else step
+            vx, vy, vz = x[i, 0], x[i, 1], x[i, 2]
+            ox = b0 * vx + px
+            oy = b0 * vy + py
+            oz = b0 * vz + pz
+            px, qx = b1 * vx - a1 * ox + qx, b2 * vx - a2 * ox
+            py, qy = b1 * vy - a1 * oy + qy, b2 * vy - a2 * oy
+            pz, qz = b1 * vz - a1 * oz + qz, b2 * vz - a2 * oz
+            x[i, 0], x[i, 1], x[i, 2] = ox, oy, oz
+
+
+def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray | None = None) -> dict[str, Any]:
+    """``actipy.processing.calibrate_gravity`` (with ``return_coeffs``), applied in place when it succeeds.
+
+    Fits on the means of stationary 10-s windows (every axis's std < 15 mg), at most the first
+    100,000; needs at least 50 of them, with some beyond ±0.3 g on both sides of every axis, and
+    an initial mean error of 10 mg or more (below that the device is already calibrated:
+    ``CalibOK`` 1, nothing changed); accepted when the error after is below 10 mg.
+    """
+    n_windows = int((time_ns[-1] - time_ns[0]) // STATIONARY_WINDOW_NS) + 1
+    moments = [window_moments(time_ns, axis, STATIONARY_WINDOW_NS, n_windows, False) for axis in axes]
+    means = np.stack([mean for mean, _ in moments], axis=1)
+    still = np.all(np.stack([std for _, std in moments], axis=1) < STATIONARY_STD_G, axis=1)
+    selected = still & np.isfinite(means).all(axis=1) & (np.linalg.norm(means, axis=1) > 1e-8)
+    if temperature is not None:
+        temperature_means, _ = window_moments(time_ns, temperature, STATIONARY_WINDOW_NS, n_windows, False)
+        selected &= np.isfinite(temperature_means)
+        temperature_means = temperature_means[selected][:CALIB_MAX_WINDOWS]
+    means = means[selected][:CALIB_MAX_WINDOWS]
+    info: dict[str, Any] = {"CalibNumSamples": len(means)}
+    if len(means) < CALIB_MIN_WINDOWS:
+        return info | {"CalibErrorBefore(mg)": np.nan, "CalibErrorAfter(mg)": np.nan, "CalibOK": 0}
+    error_before = sphere_errors(means, np.empty(len(means)))
+    info["CalibErrorBefore(mg)"] = error_before * 1000
+    if (means.max(axis=0) < CALIB_CUBE_G).any() or (means.min(axis=0) > -CALIB_CUBE_G).any():
+        return info | {"CalibErrorAfter(mg)": error_before * 1000, "CalibNumIters": 0, "CalibOK": 0}
+    if error_before < CALIB_ERROR_TOL_G:
+        return info | {"CalibErrorAfter(mg)": error_before * 1000, "CalibNumIters": 0, "CalibOK": 1}
+
+    use_temperature = temperature is not None
+    covariate = temperature_means if use_temperature else np.zeros(len(means))
+    intercept, slope, slope_t, error_after, iterations = fit_gravity(means, covariate, use_temperature)
+    info |= {"CalibErrorAfter(mg)": error_after * 1000, "CalibNumIters": iterations}
+    if error_after >= CALIB_ERROR_TOL_G or iterations >= MAX_ITERATIONS:
+        return info | {"CalibOK": 0}
+
+    intercept, slope, slope_t = (c.astype(np.float32) for c in (intercept, slope, slope_t))
+    applied_temperature = temperature if use_temperature else np.zeros(0, dtype=np.float32)
+    apply_calibration(*axes, intercept, slope, applied_temperature, slope_t, use_temperature)
+    info["CalibOK"] = 1
+    coefficients = {"Intercept": intercept, "Slope": slope} | ({"SlopeT": slope_t} if use_temperature else {})
+    for name, values in coefficients.items():
+        info |= {f"Calib{axis}{name}": float(value) for axis, value in zip("xyz", values)}
+    return info
+
+
+def flag_nonwear(time_ns: np.ndarray, axes: Axes) -> dict[str, Any]:
+    """``actipy.processing.flag_nonwear``: stationary runs lasting over 90 minutes become NaN, in place.
+
+    As in actipy, a run of ``n`` windows starting at ``t`` lasts ``(n − 1) × 10 s`` and the samples
+    in ``[t, t + (n − 1) × 10 s]`` (both ends included) are flagged. Also recomputes
+    ``WearTime(days)``, ``NumInterrupts`` and ``Covers24hOK`` over the remaining samples.
+    """
+    firsts, counts = stationary_runs(time_ns, *axes, STATIONARY_WINDOW_NS, STATIONARY_STD_G)
+    durations_ns = (counts - 1) * STATIONARY_WINDOW_NS
+    nonwear = durations_ns > NONWEAR_PATIENCE_NS
+    for begin_ns, duration_ns in zip(time_ns[0] + firsts[nonwear] * STATIONARY_WINDOW_NS, durations_ns[nonwear]):
+        begin = np.searchsorted(time_ns, begin_ns, side="left")
+        end = np.searchsorted(time_ns, begin_ns + duration_ns, side="right")
+        for axis in axes:
+            axis[begin:end] = np.nan
+    return {
+        "NonwearTime(days)": int(durations_ns[nonwear].sum()) / NS_PER_DAY,
+        "NumNonwearEpisodes": int(nonwear.sum()),
+        **wear_info(time_ns, axes),
+    }
+
+
+def wear_info(time_ns: np.ndarray, axes: Axes) -> dict[str, Any]:
+    """actipy's ``WearTime(days)``, ``NumInterrupts`` and ``Covers24hOK`` for samples with no NaN axis."""
+    worn_ns, interruptions, hour_samples, hour_present = wear_summary(time_ns, *axes, WEAR_MAX_STEP_NS)
+    recorded = hour_samples > 0
+    covers_day = recorded.all() and bool(
+        np.all(hour_present[recorded] / hour_samples[recorded] >= COVERAGE_MIN_FRACTION)
+    )
+    return {
+        "WearTime(days)": worn_ns / NS_PER_DAY,
+        "NumInterrupts": int(interruptions),
+        "Covers24hOK": int(covers_day),
+    }
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) every kernel the steps use, for the arrays ingest passes.
+
+    The reader's time and temperature are read-only views, which Numba compiles for apart from
+    writeable arrays; the run below passes them so, on a signal on which every step runs.
+    """
+    calibration.warm_up()
+    nonwear.warm_up()
+    lowpass(tuple(np.zeros(100, dtype=np.float32) for _ in range(3)), 100.0, 20.0)
+    rate = 25  # 20 s still in each of 26 orientations, the device off by 5 % and 20 mg
+    directions = np.array([d for d in itertools.product((-1, 0, 1), repeat=3) if any(d)], dtype=np.float64)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    gravity = np.repeat(directions, 20 * rate, axis=0) * 1.05 + 0.02
+    time_ns = np.arange(len(gravity), dtype=np.int64) * (NS_PER_SECOND // rate)
+    temperature = np.linspace(20.0, 30.0, len(gravity), dtype=np.float32)
+    time_ns.flags.writeable = temperature.flags.writeable = False
+    axes = tuple(np.ascontiguousarray(column, dtype=np.float32) for column in gravity.T)
+    process_arrays(time_ns, axes, rate, ProcessingOptions(lowpass_hz=None), temperature)
