@@ -70,11 +70,12 @@ def synth(ctx: click.Context, out: Path, participants: int, days: float, seed: i
 @click.option("--no-lowpass", is_flag=True, help="Skip the low-pass filter.")
 @click.option("--no-calibrate", is_flag=True, help="Skip gravity calibration.")
 @click.option("--no-nonwear", is_flag=True, help="Skip non-wear detection (non-wear windows then stay valid).")
+@click.option("--processing", type=click.Choice(["numba", "actipy"]), default="numba", show_default=True, help="Which implementation runs the low-pass, calibration and non-wear steps: accelstore's Numba kernels, or actipy's own (the reference).")
 @click.option("--max-days", type=click.IntRange(min=1), default=14, show_default=True, help="Days of window address space per participant when creating a store (grown on demand).")
 @click.option("--reserve", type=click.IntRange(min=0), default=0, show_default=True, help="Participant rows to reserve when creating a store (e.g. 103712 for UK Biobank); rows grow on demand anyway.")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a task after an unexpected (transient) error.")
 @click.pass_context
-def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, max_days, reserve, retries) -> None:
+def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, processing, max_days, reserve, retries) -> None:
     """Ingest raw device files (.cwa, .cwa.gz, .gt3x, GENEActiv .bin, CSV time,x,y,z) from INPUTS
     (folders or files) into a store.
 
@@ -88,7 +89,9 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
     if store is None:
         first = inputs[0].resolve()
         store = str(first.with_name(first.name + ".zarr") if first.is_dir() else first.parent.with_name(first.parent.name + ".zarr"))
-    options = ProcessingOptions(lowpass_hz=None if no_lowpass else lowpass_hz, calibrate=not no_calibrate, detect_nonwear=not no_nonwear)
+    options = ProcessingOptions(
+        lowpass_hz=None if no_lowpass else lowpass_hz, calibrate=not no_calibrate, detect_nonwear=not no_nonwear, engine=processing
+    )
     report = run_ingest(
         [str(p) for p in inputs], store, options=options, workers=workers, scheduler=scheduler,
         id_pattern=id_pattern, max_days=max_days, reserve=reserve, retries=retries, progress=ctx.obj["progress"],

@@ -57,11 +57,21 @@ class CorruptFileError(ReaderError):
 
 @dataclass(frozen=True)
 class ProcessingOptions:
-    """actipy's processing steps, each switchable (``None`` disables the low-pass)."""
+    """actipy's processing steps, each switchable (``None`` disables the low-pass).
+
+    ``engine``: "numba" runs the steps of :mod:`accelstore.processing` on the reader's arrays;
+    "actipy" lets actipy run its own (the reference path).
+    """
 
     lowpass_hz: float | None = 20.0
     calibrate: bool = True
     detect_nonwear: bool = True
+    engine: str = "numba"
+
+    @property
+    def actipy_steps(self) -> ProcessingOptions:
+        """The steps actipy itself is to run: all of them with the actipy engine, none otherwise."""
+        return self if self.engine == "actipy" else ProcessingOptions(None, False, False, self.engine)
 
 
 @dataclass
@@ -129,13 +139,14 @@ def read_recording(path: str | os.PathLike, options: ProcessingOptions = Process
 def _read_device(path: Path, options: ProcessingOptions) -> Recording:
     import actipy
 
+    steps = options.actipy_steps
     with _captured_output() as output:
         try:
             data, info = actipy.read_device(
                 str(path),
-                lowpass_hz=options.lowpass_hz or None,
-                calibrate_gravity=options.calibrate,
-                detect_nonwear=options.detect_nonwear,
+                lowpass_hz=steps.lowpass_hz or None,
+                calibrate_gravity=steps.calibrate,
+                detect_nonwear=steps.detect_nonwear,
                 resample_hz=None,
                 verbose=False,
             )
@@ -148,7 +159,7 @@ def _read_device(path: Path, options: ProcessingOptions) -> Recording:
             log.debug("%s: actipy: %s", path.name, line.strip())
     if len(data) == 0:
         raise EmptyFileError(path, "no samples could be read")
-    return Recording(
+    recording = Recording(
         path=path,
         time=data.index.to_numpy(dtype="datetime64[ns]"),
         axes=_axes_of(data),
@@ -157,6 +168,9 @@ def _read_device(path: Path, options: ProcessingOptions) -> Recording:
         device_id=str(info.get("DeviceID", "")),
         info=info,
     )
+    temperature = data["temperature"].to_numpy() if "temperature" in data else None
+    del data  # the frame's other columns (light, gyroscope) are not needed while processing
+    return _process(recording, options, temperature)
 
 
 def _read_csv(path: Path, options: ProcessingOptions) -> Recording:
@@ -178,19 +192,20 @@ def _read_csv(path: Path, options: ProcessingOptions) -> Recording:
     order = np.argsort(index.asi8, kind="stable")
     data = pd.DataFrame(frame[["x", "y", "z"]].to_numpy(dtype=np.float32)[order], index=index[order], columns=["x", "y", "z"])
     sample_rate = _infer_sample_rate(index.asi8[order])
+    steps = options.actipy_steps
     with _captured_output():
         data, info = actipy.process(
             data,
             sample_rate,
-            lowpass_hz=options.lowpass_hz or None,
-            calibrate_gravity=options.calibrate,
-            detect_nonwear=options.detect_nonwear,
+            lowpass_hz=steps.lowpass_hz or None,
+            calibrate_gravity=steps.calibrate,
+            detect_nonwear=steps.detect_nonwear,
             resample_hz=None,
             verbose=False,
         )
     info.update({"SampleRate": sample_rate, "Device": "CSV", "DeviceID": ""})
     annotation = frame["annotation"].to_numpy(dtype=object)[order] if "annotation" in frame.columns else None
-    return Recording(
+    recording = Recording(
         path=path,
         time=data.index.to_numpy(dtype="datetime64[ns]"),
         axes=_axes_of(data),
@@ -200,6 +215,19 @@ def _read_csv(path: Path, options: ProcessingOptions) -> Recording:
         info=info,
         annotation=annotation,
     )
+    return _process(recording, options, None)
+
+
+def _process(recording: Recording, options: ProcessingOptions, temperature: np.ndarray | None) -> Recording:
+    """The numba engine's steps on a recording read unprocessed (the actipy engine's ran in actipy)."""
+    if options.engine == "actipy":
+        return recording
+    from accelstore.processing import process_recording
+
+    try:
+        return process_recording(recording, options, temperature)
+    except ValueError as error:  # what actipy's steps raise inside read_device, e.g. too few samples
+        raise CorruptFileError(recording.path, f"{type(error).__name__}: {error}") from None
 
 
 def _infer_sample_rate(time_ns: np.ndarray) -> float:

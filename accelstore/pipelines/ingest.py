@@ -17,7 +17,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from accelstore import store as layout
-from accelstore.kernels.resample import WINDOW_SECONDS, WINDOWS_PER_DAY, resample_windows, warm_up, window_stats
+from accelstore import processing
+from accelstore.kernels import resample
+from accelstore.kernels.resample import WINDOW_SECONDS, WINDOWS_PER_DAY, resample_windows, window_stats
 from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
 from accelstore.readers import ProcessingOptions, ReaderError, file_digest, is_supported, read_recording
 from accelstore.store import MetadataWriter, ParticipantWriter, Status, day_span, recorded_days, summarise_days
@@ -246,6 +248,12 @@ def ingest(
     writer.set_failures(failures)
     _log_summary(report)
     return report
+
+
+def warm_up() -> None:
+    """Every kernel a worker runs: resampling and the Numba processing steps."""
+    resample.warm_up()
+    processing.warm_up()
 
 
 def _file_result(task: FileTask, result: FileResult | TaskError) -> FileResult:
