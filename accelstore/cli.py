@@ -73,9 +73,12 @@ def synth(ctx: click.Context, out: Path, participants: int, days: float, seed: i
 @click.option("--processing", type=click.Choice(["numba", "actipy"]), default="numba", show_default=True, help="Which implementation runs the low-pass, calibration and non-wear steps: accelstore's Numba kernels, or actipy's own (the reference).")
 @click.option("--max-days", type=click.IntRange(min=1), default=14, show_default=True, help="Days of window address space per participant when creating a store (grown on demand).")
 @click.option("--reserve", type=click.IntRange(min=0), default=0, show_default=True, help="Participant rows to reserve when creating a store (e.g. 103712 for UK Biobank); rows grow on demand anyway.")
+@click.option("--labels", is_flag=True, help="Labelled CSVs (Capture-24 layout: time,x,y,z,annotation): each window gets the annotation covering at least half of it, else -1; class names go in the store's attributes.")
+@click.option("--label-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="With --labels: a CSV mapping raw annotations (first column) to classes (--label-column), to merge or rename classes.")
+@click.option("--label-column", type=str, default=None, help="The label map's column holding the class (default: its second column).")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a task after an unexpected (transient) error.")
 @click.pass_context
-def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, processing, max_days, reserve, retries) -> None:
+def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, processing, max_days, reserve, labels, label_map, label_column, retries) -> None:
     """Ingest raw device files (.cwa, .cwa.gz, .gt3x, GENEActiv .bin, CSV time,x,y,z) from INPUTS
     (folders or files) into a store.
 
@@ -92,9 +95,17 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
     options = ProcessingOptions(
         lowpass_hz=None if no_lowpass else lowpass_hz, calibrate=not no_calibrate, detect_nonwear=not no_nonwear, engine=processing
     )
+    mapping = None
+    if label_map is not None:
+        from accelstore.labels import read_label_map
+
+        try:
+            mapping = read_label_map(label_map, label_column)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--label-map") from None
     report = run_ingest(
         [str(p) for p in inputs], store, options=options, workers=workers, scheduler=scheduler,
-        id_pattern=id_pattern, max_days=max_days, reserve=reserve, retries=retries, progress=ctx.obj["progress"],
+        id_pattern=id_pattern, max_days=max_days, reserve=reserve, labels=labels or mapping is not None, label_map=mapping, retries=retries, progress=ctx.obj["progress"],
     )
     click.echo(f"{store}: {len(report.written)} written, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
     ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)

@@ -75,6 +75,12 @@ WINDOW_ARRAYS = (
     WindowArray("std", "float32", np.nan, "mean over axes of per-axis standard deviation, g"),
     WindowArray("enmo", "float32", np.nan, "mean of max(|a| - 1 g, 0), g"),
 )
+LABEL_ARRAY = WindowArray("label", "int16", -1, "class code of the annotation covering >= 50 % of the window (attrs 'classes'); -1 none")
+
+
+def window_arrays_of(group: zarr.Group) -> tuple[WindowArray, ...]:
+    """The per-window arrays this store has: ``label`` only in labelled stores."""
+    return WINDOW_ARRAYS + ((LABEL_ARRAY,) if LABEL_ARRAY.name in group else ())
 
 
 def acc_compressor() -> BloscCodec:
@@ -111,16 +117,7 @@ def create_store(path: str, max_days: int = DEFAULT_MAX_DAYS, participants: int 
         attributes={"units": "milli-g", "meaning": "acceleration, axis order x,y,z; fill = absent"},
     )
     for spec in WINDOW_ARRAYS:
-        group.create_array(
-            spec.name,
-            shape=(participants, n_windows),
-            chunks=(1, WINDOWS_PER_DAY),
-            shards=(1, n_windows),
-            dtype=spec.dtype,
-            fill_value=spec.fill,
-            dimension_names=("participant", "window"),
-            attributes={"meaning": spec.meaning},
-        )
+        _create_window_array(group, spec, participants, n_windows)
     for name, (dtype, fill, meaning) in TABLE_COLUMNS.items():
         group.create_array(
             name,
@@ -145,6 +142,20 @@ def create_store(path: str, max_days: int = DEFAULT_MAX_DAYS, participants: int 
             attributes={"meaning": meaning},
         )
     return group
+
+
+def _create_window_array(group: zarr.Group, spec: WindowArray, participants: int, n_windows: int) -> zarr.Array:
+    """A (participant, window) array whose shards each hold one participant's whole row."""
+    return group.create_array(
+        spec.name,
+        shape=(participants, n_windows),
+        chunks=(1, WINDOWS_PER_DAY),
+        shards=(1, n_windows),
+        dtype=spec.dtype,
+        fill_value=spec.fill,
+        dimension_names=("participant", "window"),
+        attributes={"meaning": spec.meaning},
+    )
 
 
 def open_group(path: str, mode: str = "r", storage_options: dict | None = None) -> zarr.Group:
@@ -217,12 +228,24 @@ class MetadataWriter:
         p = self.n_participants if participants is None else participants
         w = self.n_windows if windows is None else windows
         self.group["acc"].resize((p, w, 3, WINDOW_SAMPLES))
-        for spec in WINDOW_ARRAYS:
+        for spec in window_arrays_of(self.group):
             self.group[spec.name].resize((p, w))
         for name in TABLE_COLUMNS:
             self.group[name].resize((p,))
         for name in ("day_valid_windows", "day_std_sum"):
             self.group[name].resize((p, w // WINDOWS_PER_DAY))
+
+    def add_classes(self, classes: list[str]) -> list[str]:
+        """Make the store labelled (a ``label`` array) and extend its class list; returns the list.
+
+        Existing classes keep their codes; new ones are appended in the given order.
+        """
+        if LABEL_ARRAY.name not in self.group:
+            _create_window_array(self.group, LABEL_ARRAY, self.n_participants, self.n_windows)
+        known = list(self.group.attrs.get("classes", []))
+        known += [name for name in classes if name not in known]
+        self.group.attrs["classes"] = known
+        return known
 
     def failures(self) -> dict[str, dict[str, str]]:
         return dict(self.group.attrs.get("failures", {}))
@@ -277,7 +300,7 @@ class ParticipantWriter:
         group = zarr.open_group(path, mode="r+", zarr_format=3)
         self.row = row
         self.acc = group["acc"]
-        self.window_arrays = {spec.name: group[spec.name] for spec in WINDOW_ARRAYS}
+        self.window_arrays = {spec.name: group[spec.name] for spec in window_arrays_of(group)}
         self.n_windows = self.acc.shape[1]
 
     def write_day(self, day: int, acc: np.ndarray) -> None:
@@ -349,6 +372,11 @@ class Store:
         return self._table
 
     @property
+    def classes(self) -> list[str]:
+        """Class names of a labelled store (``label`` codes index this list); empty otherwise."""
+        return list(self.group.attrs.get("classes", []))
+
+    @property
     def failures(self) -> pd.DataFrame:
         """Files that could not be ingested, with the reason."""
         failures = self.group.attrs.get("failures", {})
@@ -376,17 +404,19 @@ class Store:
         w0, w1 = max(w0, 0), max(min(w1, self.group["acc"].shape[1]), 0)
         w1 = max(w0, w1)
         acc = acc_to_g(self.group["acc"][row, w0:w1])
-        valid = self.group["valid"][row, w0:w1]
         index = np.arange(w0, w1)
+        coords = {
+            "window": index,
+            "time": ("window", day0 + index * np.timedelta64(WINDOW_SECONDS, "s")),
+            "axis": list(AXES),
+            "valid": ("window", self.group["valid"][row, w0:w1]),
+        }
+        if self.classes:
+            coords["label"] = ("window", self.group[LABEL_ARRAY.name][row, w0:w1])
         return xr.DataArray(
             acc,
             dims=("window", "axis", "sample"),
-            coords={
-                "window": index,
-                "time": ("window", day0 + index * np.timedelta64(WINDOW_SECONDS, "s")),
-                "axis": list(AXES),
-                "valid": ("window", valid),
-            },
+            coords=coords,
             name="acc",
             attrs={"participant": str(participant), "units": "g", "sample_rate": SAMPLE_RATE},
         )

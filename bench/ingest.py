@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=4, help="synthetic files")
     parser.add_argument("--days", type=float, default=7.0, help="days per file")
     parser.add_argument("--workers", type=int, default=2, help="ingest worker processes")
-    parser.add_argument("--processing", default=None, help="pass --processing to accelstore ingest (when supported)")
+    parser.add_argument("--engines", default="numba,actipy", help="processing engines of accelstore ingest to time, comma-separated")
     args = parser.parse_args()
 
     raw = CACHE / f"ingest-{args.participants}x{args.days:g}d"
@@ -92,15 +92,7 @@ def main() -> None:
     person_days = args.participants * args.days
     work = Path(tempfile.mkdtemp(prefix="accelstore-bench-ingest-"))
 
-    command = [sys.executable, "-m", "accelstore", "-q", "ingest", str(raw), "-o", str(work / "store.zarr"), "--workers", str(args.workers)]
-    if args.processing:
-        command += ["--processing", args.processing]
-    began = time.perf_counter()
-    ours = subprocess.Popen(command)
-    ours_memory = PeakMemory(ours, per_child=True)
-    assert ours.wait() == 0, "accelstore ingest failed"
-    ours_s = time.perf_counter() - began
-    ours_peak = ours_memory.stop()
+    ours = {engine: run_ingest(raw, work / f"{engine}.zarr", args.workers, engine) for engine in args.engines.split(",")}
 
     (work / "npy").mkdir()
     baseline = subprocess.Popen([sys.executable, "-c", BASELINE, str(work / "npy"), *map(str, files)], stdout=subprocess.PIPE, text=True)
@@ -109,13 +101,25 @@ def main() -> None:
     assert baseline.returncode == 0
     baseline_peak = baseline_memory.stop()
 
-    ours_rate = person_days / (ours_s * args.workers / 60)
     baseline_rate = person_days / (baseline_s / 60)
     print(f"{args.participants} files × {args.days:g} days = {person_days:g} person-days")
-    print(f"accelstore ingest ({args.workers} workers): {ours_s:7.1f} s wall, {ours_rate:6.2f} person-days per core-minute, peak {ours_peak / 2**30:.2f} GiB per worker")
-    print(f"actipy read_device + np.save (1 core):  {baseline_s:7.1f} s wall, {baseline_rate:6.2f} person-days per core-minute, peak {baseline_peak / 2**30:.2f} GiB")
-    print(f"ratio person-days per core-minute (accelstore / baseline): {ours_rate / baseline_rate:.2f}x")
-    print(f"ratio peak memory per worker (accelstore / baseline): {ours_peak / baseline_peak:.2f}x")
+    print(f"actipy read_device + np.save (1 core): {baseline_s:7.1f} s wall, {baseline_rate:6.2f} person-days per core-minute, peak {baseline_peak / 2**30:.2f} GiB")
+    rates = {}
+    for engine, (seconds, peak) in ours.items():
+        rates[engine] = person_days / (seconds * args.workers / 60)
+        print(f"accelstore ingest --processing {engine} ({args.workers} workers): {seconds:7.1f} s wall, {rates[engine]:6.2f} person-days per core-minute, peak {peak / 2**30:.2f} GiB per worker")
+    for engine, (seconds, peak) in ours.items():
+        print(f"ratio {engine}: person-days per core-minute {rates[engine] / baseline_rate:.2f}x, peak memory per worker {peak / baseline_peak:.2f}x (accelstore / baseline)")
+
+
+def run_ingest(raw: Path, store: Path, workers: int, engine: str) -> tuple[float, int]:
+    """Wall seconds and peak memory per worker of one `accelstore ingest` run."""
+    command = [sys.executable, "-m", "accelstore", "-q", "ingest", str(raw), "-o", str(store), "--workers", str(workers), "--processing", engine]
+    began = time.perf_counter()
+    process = subprocess.Popen(command)
+    memory = PeakMemory(process, per_child=True)
+    assert process.wait() == 0, "accelstore ingest failed"
+    return time.perf_counter() - began, memory.stop()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -18,7 +18,10 @@ import numpy as np
 
 from accelstore import store as layout
 from accelstore import processing
+from accelstore.kernels import labels as label_kernels
 from accelstore.kernels import resample
+from accelstore.kernels.labels import window_labels
+from accelstore.labels import annotation_codes, scan_classes
 from accelstore.kernels.resample import WINDOW_SECONDS, WINDOWS_PER_DAY, resample_windows, window_stats
 from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
 from accelstore.readers import ProcessingOptions, ReaderError, file_digest, is_supported, read_recording
@@ -61,6 +64,17 @@ def discover(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class LabelSpec:
+    """How a labelled ingest turns annotations into codes: the store's classes and the label map."""
+
+    classes: tuple[str, ...]
+    label_map: tuple[tuple[str, str], ...] | None = None
+
+    def codes(self, annotation: np.ndarray) -> np.ndarray:
+        return annotation_codes(annotation, self.classes, dict(self.label_map) if self.label_map is not None else None)
+
+
+@dataclass(frozen=True)
 class FileTask:
     path: Path
     participant: str
@@ -69,6 +83,7 @@ class FileTask:
     options: ProcessingOptions
     expected: tuple[int, str] | None = None  # (size, hash) of the complete row: skip when equal
     clear_stale: bool = False  # the row may hold shards of an earlier attempt
+    labels: LabelSpec | None = None  # labelled ingest: window labels from the file's annotations
 
 
 @dataclass
@@ -99,6 +114,9 @@ def ingest_file(task: FileTask) -> FileResult:
         recording = read_recording(task.path, task.options)
     except ReaderError as error:
         return FileResult(task, "failed", size=size, digest=digest, error=error.kind, message=str(error))
+    if task.labels is not None and recording.annotation is None:
+        message = f"{task.path}: no annotations: labelled ingest needs a CSV with an 'annotation' column"
+        return FileResult(task, "failed", size=size, digest=digest, error="unlabelled", message=message)
 
     day0 = recording.time[0].astype("datetime64[D]")
     day0_ns = np.int64(day0.astype("datetime64[ns]").astype(np.int64))
@@ -109,7 +127,11 @@ def ingest_file(task: FileTask) -> FileResult:
     if n_windows > writer.n_windows:
         return FileResult(task, "too_long", size=size, digest=digest, windows_needed=n_windows)
 
-    rows = {spec.name: np.full(writer.n_windows, spec.fill, dtype=spec.dtype) for spec in layout.WINDOW_ARRAYS}
+    arrays = layout.WINDOW_ARRAYS + ((layout.LABEL_ARRAY,) if task.labels is not None else ())
+    rows = {spec.name: np.full(writer.n_windows, spec.fill, dtype=spec.dtype) for spec in arrays}
+    if task.labels is not None:
+        codes = task.labels.codes(recording.annotation)
+        samples_per_window = int(round(recording.sample_rate * WINDOW_SECONDS))
     days_with_data = recorded_days(first_window, n_windows)
     for day in range(writer.n_windows // WINDOWS_PER_DAY):
         if day not in days_with_data:
@@ -121,6 +143,10 @@ def ingest_file(task: FileTask) -> FileResult:
         span = day_span(day)
         rows["valid"][span] = valid
         rows["std"][span], rows["enmo"][span] = window_stats(acc, valid)
+        if task.labels is not None:
+            rows["label"][span] = window_labels(
+                time_ns, day0_ns, codes, len(task.labels.classes), day * WINDOWS_PER_DAY, WINDOWS_PER_DAY, samples_per_window
+            )
     writer.write_windows(**rows)
     day_valid, day_std = summarise_days(rows["valid"], rows["std"])
 
@@ -162,7 +188,15 @@ class IngestReport:
 class _Plan:
     """Which files become which tasks, decided from the table before anything is submitted."""
 
-    def __init__(self, files: list[Path], writer: MetadataWriter, store: str, options: ProcessingOptions, id_pattern: str | None):
+    def __init__(
+        self,
+        files: list[Path],
+        writer: MetadataWriter,
+        store: str,
+        options: ProcessingOptions,
+        id_pattern: str | None,
+        labels: LabelSpec | None,
+    ):
         self.tasks: list[FileTask] = []
         self.failed: dict[str, dict[str, str]] = {}
         table = writer.table()
@@ -189,14 +223,14 @@ class _Plan:
                 self._fail(path, pid, "duplicate id", f"{path}: participant id {pid!r} is already ingested from {source}")
             elif status == Status.COMPLETE:
                 expected = (int(table.at[row, "source_size"]), str(table.at[row, "source_hash"]))
-                self.tasks.append(FileTask(path, pid, row, store, options, expected=expected))
+                self.tasks.append(FileTask(path, pid, row, store, options, expected=expected, labels=labels))
             else:
                 redo.append((path, pid, row))
         new_rows = writer.allocate_rows([pid for _, pid in new])
         rows = np.array([row for *_, row in redo] + list(new_rows), dtype=np.int64)
         writer.set_rows(rows, source=[str(p) for p, *_ in redo] + [str(p) for p, _ in new], status=Status.WRITING)
-        self.tasks += [FileTask(p, pid, row, store, options, clear_stale=True) for p, pid, row in redo]
-        self.tasks += [FileTask(p, pid, int(row), store, options) for (p, pid), row in zip(new, new_rows)]
+        self.tasks += [FileTask(p, pid, row, store, options, clear_stale=True, labels=labels) for p, pid, row in redo]
+        self.tasks += [FileTask(p, pid, int(row), store, options, labels=labels) for (p, pid), row in zip(new, new_rows)]
 
     def _fail(self, path: Path, pid: str, error: str, message: str) -> None:
         self.failed[str(path)] = {"id": pid, "error": error, "message": message}
@@ -212,6 +246,8 @@ def ingest(
     id_pattern: str | None = None,
     max_days: int = layout.DEFAULT_MAX_DAYS,
     reserve: int = 0,
+    labels: bool = False,
+    label_map: dict[str, str] | None = None,
     retries: int = 2,
     progress: bool = True,
 ) -> IngestReport:
@@ -219,12 +255,19 @@ def ingest(
 
     A new store gets ``max_days`` days of window address space and ``reserve`` empty participant
     rows (absent data costs nothing, so a store can be sized for a whole cohort up front).
+    ``labels``: CSVs carry an ``annotation`` column; each window gets the class covering at least
+    half of it (``label_map`` merges or renames annotations first).
     """
     files = discover(inputs)
     store = absolute(store)
     group = _open_or_create(store, max_days, reserve)
     writer = MetadataWriter(group)
-    plan = _Plan(files, writer, store, options, id_pattern)
+    label_spec = None
+    if labels:
+        classes = writer.add_classes(scan_classes(files, label_map))
+        label_spec = LabelSpec(tuple(classes), tuple(sorted(label_map.items())) if label_map is not None else None)
+        log.info("labelled ingest: %d classes (%s)", len(classes), ", ".join(classes))
+    plan = _Plan(files, writer, store, options, id_pattern, label_spec)
     report = IngestReport(store)
     failures = writer.failures()
     for source, failure in plan.failed.items():
@@ -253,6 +296,7 @@ def ingest(
 def warm_up() -> None:
     """Every kernel a worker runs: resampling and the Numba processing steps."""
     resample.warm_up()
+    label_kernels.warm_up()
     processing.warm_up()
 
 
@@ -270,7 +314,7 @@ def _replan(deferred: list[FileResult], writer: MetadataWriter) -> Iterator[File
     writer.set_rows(rows, status=Status.WRITING)
     for result in deferred:
         task = result.task
-        yield FileTask(task.path, task.participant, task.row, task.store, task.options, clear_stale=True)
+        yield replace(task, expected=None, clear_stale=True)
 
 
 def _apply(result: FileResult, writer: MetadataWriter, report: IngestReport, failures: dict) -> None:
