@@ -280,7 +280,7 @@ def wear_info(time_ns: np.ndarray, axes: Axes) -> dict[str, Any]:
         np.all(hour_present[recorded] / hour_samples[recorded] >= COVERAGE_MIN_FRACTION)
     )
     return {
-        "WearTime(days)": worn_ns / NS_PER_DAY,
+        "WearTime(days)": worn_ns / NS_PER_SECOND / 86_400,  # actipy's order of operations, to the last bit
         "NumInterrupts": int(interruptions),
         "Covers24hOK": int(covers_day),
     }

@@ -1,4 +1,4 @@
-"""Raw device files → numpy arrays in g plus metadata, through actipy.
+"""Raw device files → numpy arrays in g plus metadata, through actipy (``.cwa``: Numba, by default).
 
 Every failure to read becomes a :class:`ReaderError` whose one-line message names the file and
 the cause; nothing here raises a bare traceback for a bad file.
@@ -131,6 +131,8 @@ def read_recording(path: str | os.PathLike, options: ProcessingOptions = Process
         raise UnsupportedFormatError(path, f"'{fmt or path.name}' is not one of {', '.join(SUPPORTED_SUFFIXES)}")
     if fmt == ".csv":
         return _read_csv(path, options)
+    if fmt == ".cwa" and options.engine == "numba":
+        return _read_cwa(path, options)
     if fmt == ".bin":
         _check_geneactiv(path)
     return _read_device(path, options)
@@ -171,6 +173,32 @@ def _read_device(path: Path, options: ProcessingOptions) -> Recording:
     temperature = data["temperature"].to_numpy() if "temperature" in data else None
     del data  # the frame's other columns (light, gyroscope) are not needed while processing
     return _process(recording, options, temperature)
+
+
+def _read_cwa(path: Path, options: ProcessingOptions) -> Recording:
+    """:func:`accelstore.cwa.read_cwa`: what actipy reads, without its JVM and DataFrame."""
+    from accelstore.cwa import read_cwa
+
+    try:
+        data = read_cwa(path)
+    except ValueError as error:  # the Java parser's message, as on actipy's path
+        raise CorruptFileError(path, str(error)) from None
+    except OSError as error:
+        raise CorruptFileError(path, f"{type(error).__name__}: {error}") from None
+    if len(data.time_ns) == 0:
+        raise EmptyFileError(path, "no samples could be read")
+    # Read-only, as actipy's are: the processing kernels are compiled (warm_up) for read-only ones.
+    data.time_ns.flags.writeable = data.temperature.flags.writeable = False
+    recording = Recording(
+        path=path,
+        time=data.time_ns.view("datetime64[ns]"),
+        axes=(data.x, data.y, data.z),
+        sample_rate=float(data.info["SampleRate"]),
+        device=data.info["Device"],
+        device_id=str(data.info["DeviceID"]),
+        info=data.info,
+    )
+    return _process(recording, options, data.temperature)
 
 
 def _read_csv(path: Path, options: ProcessingOptions) -> Recording:

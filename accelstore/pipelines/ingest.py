@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from accelstore import store as layout
-from accelstore import processing
+from accelstore import cwa, processing
 from accelstore.kernels import labels as label_kernels
 from accelstore.kernels import resample
 from accelstore.kernels.labels import window_labels
@@ -294,7 +294,8 @@ def ingest(
 
 
 def warm_up() -> None:
-    """Every kernel a worker runs: resampling and the Numba processing steps."""
+    """Every kernel a worker runs: the .cwa reader, resampling and the Numba processing steps."""
+    cwa.warm_up()
     resample.warm_up()
     label_kernels.warm_up()
     processing.warm_up()
