@@ -18,6 +18,7 @@ from accelstore.pipelines.features import features_command
 from accelstore.pipelines.pretext import pretext_command
 from accelstore.pipelines.stream import stream_command
 from accelstore.plot import plot_command
+from accelstore.ssl.pretrain_cli import pretrain_command
 from accelstore.ssl.evaluate_cli import embed_command, evaluate_command
 
 log = logging.getLogger("accelstore")
@@ -174,5 +175,6 @@ main.add_command(features_command)
 main.add_command(pretext_command)
 main.add_command(plot_command)
 main.add_command(stream_command)
+main.add_command(pretrain_command)
 main.add_command(evaluate_command)
 main.add_command(embed_command)

@@ -1,0 +1,89 @@
+"""``accelstore pretrain``: self-supervised pre-training on a store, in one process or under torchrun.
+
+torch is imported when the command runs, not when the command line starts; the defaults here are
+those of :class:`accelstore.ssl.train.TrainConfig` (a test holds them equal).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+TASK_NAMES = ("aot", "scale", "permute", "time_warp")
+
+
+def _tasks(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in TASK_NAMES]
+    if unknown or not names:
+        raise click.BadParameter(f"give a comma-separated list of {', '.join(TASK_NAMES)}; got {value!r}")
+    return names
+
+
+@click.command("pretrain")
+@click.argument("store", type=str)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.pt, best_encoder.pt, metrics.jsonl, config.json. Every rank must see it.")
+@click.option("--tasks", default="aot,permute,time_warp", show_default=True, callback=_tasks, help=f"Comma-separated pretext tasks, of: {', '.join(TASK_NAMES)}.")
+@click.option("--window", type=click.Choice(["5", "10", "30"]), default="10", show_default=True, help="Window length in seconds: harnet5, harnet10 or harnet30.")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Most epochs to train.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Windows per batch on each rank.")
+@click.option("--workers", type=click.IntRange(min=0), default=4, show_default=True, help="DataLoader worker processes per rank (0: load in the training process).")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Backbone channel multiplier (1: the published harnet; e.g. 0.125 for quick CPU runs).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Target learning rate. Default: 1e-4 × batch size × ranks / 512.")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=5, show_default=True, help="Epochs of linear learning-rate warm-up (then constant).")
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True, help="Stop after this many epochs without a lower validation loss.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=1000, show_default=True, help="Also checkpoint every N steps (0: at epoch ends only).")
+@click.option("--log-every", type=click.IntRange(min=1), default=50, show_default=True, help="Log training loss and accuracy every N steps.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimiser steps in all (counting those before a resume).")
+@click.option("--sampling", type=click.Choice(["std", "uniform"]), default="std", show_default=True, help="Draw windows with probability proportional to their movement (std), as the paper, or uniformly.")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Random axis order and 3-D rotation before the pretext transforms.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the weights, data order and transforms (each rank derives its own).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Where to train. Default: cuda when available.")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model.")
+@click.option("--deterministic", is_flag=True, help="Use deterministic algorithms only (slower; for reproducible runs).")
+@click.option("--no-validation", is_flag=True, help="Train without the store's pretext validation set: no early stopping; best_encoder.pt is the last epoch's encoder.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left it.")
+@click.option("--debug", is_flag=True, help="Also write, per rank, the ids of every training window consumed and the final weights to --out/debug/.")
+@click.pass_context
+def pretrain_command(
+    ctx: click.Context, store: str, out: str, tasks: tuple[str, ...], window: str, epochs: int, batch_size: int, workers: int,
+    width: float, lr: float | None, warmup_epochs: int, patience: int, checkpoint_every: int, log_every: int,
+    max_steps: int | None, sampling: str, augment: bool, seed: int, device: str | None, compile_model: bool,
+    deterministic: bool, no_validation: bool, resume: bool, debug: bool,
+) -> None:  # fmt: skip
+    """Pre-train the harnet encoder on STORE with the pretext tasks (arrow of time, permutation,
+    time warp), checkpointing to --out.
+
+    In one process, or on several GPUs or nodes under torchrun:
+    `torchrun --nproc_per_node=N -m accelstore pretrain STORE --out RUN/`. The validation set
+    comes from the store's held-out participants (`accelstore pretext`); training stops after
+    --patience epochs without improvement, and RUN/best_encoder.pt holds the best encoder.
+    """
+    from accelstore.ssl.train import TrainConfig, train
+
+    main_rank = int(os.environ.get("RANK", 0)) == 0
+    if not main_rank:
+        logging.getLogger("accelstore").setLevel(logging.WARNING)
+    try:
+        config = TrainConfig(
+            store=store, out=out, tasks=tasks, window=int(window), epochs=epochs, batch_size=batch_size,
+            workers=workers, width=width, lr=lr, warmup_epochs=warmup_epochs, patience=patience,
+            checkpoint_every=checkpoint_every, log_every=log_every, max_steps=max_steps, sampling=sampling,
+            augment=augment, seed=seed, device=device, compile=compile_model, deterministic=deterministic,
+            validate=not no_validation, resume=resume, debug=debug, progress=(ctx.obj or {}).get("progress", True),
+        )  # fmt: skip
+        result = train(config)
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as error:
+        raise click.UsageError(str(error)) from None
+    if main_rank:
+        val = result.validation
+        score = f"; last validation loss {val['loss']:.4f}, accuracy {val['acc']:.3f}" if val else ""
+        click.echo(f"{out}: stopped ({result.stopped}) after {result.progress.step} steps, {result.progress.epoch} epochs{score}; "
+                   f"encoder in {result.out / 'best_encoder.pt'}")
+
+
+if __name__ == "__main__":  # `python -m accelstore.ssl.pretrain_cli`, e.g. under torchrun
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    pretrain_command()
