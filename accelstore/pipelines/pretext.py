@@ -26,6 +26,7 @@ import click
 import numpy as np
 
 from accelstore import store as layout
+from accelstore.cli_lists import comma_list
 from accelstore.kernels.pretext import TASKS, apply_pretext
 from accelstore.kernels.resample import WINDOW_SAMPLES
 from accelstore.pipelines.features import complete_participants, show_progress
@@ -336,21 +337,20 @@ def read_validation_set(store: Store | str) -> ValidationSet:
 @click.option("--windows", type=click.IntRange(min=1), required=True, help="Windows in the validation set.")
 @click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), required=True, help="Fraction of participants held out of training.")
 @click.option("--seed", type=int, required=True, help="Seed of the hold-out, the draw and the transforms.")
-@click.option("--tasks", type=str, default=",".join(DEFAULT_TASKS), show_default=True, help=f"Comma-separated pretext tasks, of: {', '.join(TASKS)}.")
+@click.option("--tasks", type=str, default=",".join(DEFAULT_TASKS), show_default=True, callback=comma_list(TASKS), help=f"Comma-separated pretext tasks, of: {', '.join(TASKS)}.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
 @click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
 @click.pass_context
-def pretext_command(ctx: click.Context, store: str, windows: int, holdout_fraction: float, seed: int, tasks: str, workers: int | None, scheduler: str | None) -> None:
+def pretext_command(ctx: click.Context, store: str, windows: int, holdout_fraction: float, seed: int, tasks: tuple[str, ...], workers: int | None, scheduler: str | None) -> None:
     """Build STORE's fixed pretext validation set from held-out participants.
 
     Holds out a seeded fraction of the participants (recorded in the store so that training skips
     them), draws --windows of their valid windows with probability proportional to std, applies
     the pretext transforms and stores inputs and labels under pretext/ in STORE.
     """
-    names = [name.strip() for name in tasks.split(",") if name.strip()]
     try:
         report = build_validation_set(
-            store, windows, holdout_fraction, seed, names, workers=workers, scheduler=scheduler, progress=show_progress(ctx)
+            store, windows, holdout_fraction, seed, tasks, workers=workers, scheduler=scheduler, progress=show_progress(ctx)
         )
     except FileNotFoundError as error:
         raise click.BadParameter(str(error), param_hint="STORE") from None

@@ -6,12 +6,14 @@ torch is imported when the command runs, not when the command line starts.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import click
 import numpy as np
+
+from accelstore.cli_lists import comma_list
+from accelstore.kernels.pretext import TASKS
 
 if TYPE_CHECKING:
     from accelstore.dataset import WindowDataset
@@ -90,15 +92,15 @@ def stream(dataset: WindowDataset, workers: int, batches: int) -> StreamReport:
 @click.option("--batches", type=click.IntRange(min=1), default=200, show_default=True, help="Batches to take before reporting.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Windows per batch.")
 @click.option("--window", type=click.Choice(["5", "10", "30"]), default="10", show_default=True, help="Window length, seconds.")
-@click.option("--tasks", type=str, default="aot,permute,time_warp", show_default=True, help="Comma-separated pretext tasks ('' for none).")
+@click.option("--tasks", type=str, default="aot,permute,time_warp", show_default=True, callback=comma_list(TASKS, allow_empty=True), help="Comma-separated pretext tasks ('' for none).")
 @click.option("--sampling", type=click.Choice(["uniform", "std"]), default="uniform", show_default=True, help="Windows drawn uniformly or with probability proportional to std.")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random axis order and rotation.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the shuffle, sampling and transforms.")
-def stream_command(store: str, workers: int, batches: int, batch_size: int, window: str, tasks: str, sampling: str, augment: bool, seed: int) -> None:
+def stream_command(store: str, workers: int, batches: int, batch_size: int, window: str, tasks: tuple[str, ...], sampling: str, augment: bool, seed: int) -> None:
     """Stream training batches from STORE and print the loader's speed and batch statistics."""
     from accelstore.dataset import WindowDataset
 
-    names: Sequence[str] = [name.strip() for name in tasks.split(",") if name.strip()]
+    names = tasks
     try:
         dataset = WindowDataset(store, batch_size, seconds=int(window), sampling=sampling, tasks=names, augment=augment, seed=seed)
     except (FileNotFoundError, ValueError, KeyError) as error:

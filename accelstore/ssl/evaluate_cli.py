@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
+from accelstore.cli_lists import comma_list
 from accelstore.pipelines.features import show_progress
 
 if TYPE_CHECKING:
     from accelstore.ssl.evaluate import LabelledWindows
 
 logger = logging.getLogger(__name__)
-MODEL_NAMES = "rf,scratch,frozen,finetune"
+MODEL_NAMES = ("rf", "scratch", "frozen", "finetune")  # evaluate.MODELS, without importing torch here
 
 WIDTH_HELP = "Channel width of the backbone relative to the published harnet (1); must match --encoder."
 SEED_HELP = "Seed: the same seed gives the same results."
@@ -39,24 +40,12 @@ def _labelled(store: str) -> LabelledWindows:
         raise click.BadParameter(str(error), param_hint="STORE") from None
 
 
-def _models(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    from accelstore.ssl.evaluate import MODELS
-
-    if value is None:
-        return None
-    models = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
-    unknown = [m for m in models if m not in MODELS]
-    if unknown or not models:
-        raise click.BadParameter(f"choose from {','.join(MODELS)}; got {value!r}")
-    return models
-
-
 @click.command("evaluate")
 @click.argument("store", type=str)
 @click.option("--encoder", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pre-trained encoder checkpoint (a state_dict, DDP-prefixed or a trainer checkpoint); needed for frozen and finetune.")
-@click.option("--models", callback=_models, default=None,
-              help=f"Comma-separated models out of {MODEL_NAMES}. Default: all four with --encoder, else rf,scratch.")
+@click.option("--models", callback=comma_list(MODEL_NAMES), default=None,
+              help=f"Comma-separated models out of {','.join(MODEL_NAMES)}. Default: all four with --encoder, else rf,scratch.")
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help=WIDTH_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
               help="Most epochs per network and fold (early stopping on a validation subject split ends most sooner).")

@@ -11,21 +11,15 @@ import os
 
 import click
 
+from accelstore.cli_lists import comma_list
+
 TASK_NAMES = ("aot", "scale", "permute", "time_warp")
-
-
-def _tasks(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in value.split(",") if name.strip())
-    unknown = [name for name in names if name not in TASK_NAMES]
-    if unknown or not names:
-        raise click.BadParameter(f"give a comma-separated list of {', '.join(TASK_NAMES)}; got {value!r}")
-    return names
 
 
 @click.command("pretrain")
 @click.argument("store", type=str)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.pt, best_encoder.pt, metrics.jsonl, config.json. Every rank must see it.")
-@click.option("--tasks", default="aot,permute,time_warp", show_default=True, callback=_tasks, help=f"Comma-separated pretext tasks, of: {', '.join(TASK_NAMES)}.")
+@click.option("--tasks", default="aot,permute,time_warp", show_default=True, callback=comma_list(TASK_NAMES), help=f"Comma-separated pretext tasks, of: {', '.join(TASK_NAMES)}.")
 @click.option("--window", type=click.Choice(["5", "10", "30"]), default="10", show_default=True, help="Window length in seconds: harnet5, harnet10 or harnet30.")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Most epochs to train.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Windows per batch on each rank.")
