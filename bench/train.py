@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import RandomSampler
 
-from loader import BATCH, TASKS, SubjectNpyDataset, _loader, build_npy, build_store, endless  # bench/loader.py
+from loader import TASKS, SubjectNpyDataset, _loader, build_npy, build_store, endless  # bench/loader.py
 
 from accelstore.dataset import WindowDataset
 from accelstore.ssl.train import TrainConfig, build_model, build_optimizer, configure_backends, train_step

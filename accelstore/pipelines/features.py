@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from accelstore import store as layout
-from accelstore.kernels.resample import ACC_FILL, WINDOWS_PER_DAY, warm_up, window_stats
+from accelstore.kernels.resample import ACC_FILL, warm_up, window_stats
 from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
 from accelstore.store import MetadataWriter, ParticipantWriter, day_span, open_store, recorded_days, summarise_days
 
