@@ -25,7 +25,7 @@ What the Java does, and so what is done here:
 - Values: packed samples hold three 10-bit mantissas and a shared 2-bit exponent, unpacked ones
   16-bit integers (AX6: gyroscope first, then acceleration); either is divided by the unit in
   the top three bits of the light field (256 counts per g by default). Temperature is the
-  block's, in °C, on every sample.
+  block's, in °C, on every sample (held here as runs, :class:`~accelstore.steps.Steps`).
 - Fatal (``ValueError`` with the Java's message): no data block, a partial block at the end of
   the file before any sample, a block whose layout (AX3 / AX6) differs from the first's. A
   partial block after samples ends the reading and counts one read error.
@@ -52,6 +52,7 @@ import numpy as np
 from numba import njit
 
 from accelstore.kernels.nonwear import wear_summary
+from accelstore.steps import Steps
 
 BLOCK_BYTES = 512
 CHUNK_BLOCKS = 16_384
@@ -84,7 +85,7 @@ class CwaData:
     x: np.ndarray  # float32 (N,) in g
     y: np.ndarray
     z: np.ndarray
-    temperature: np.ndarray  # float32 (N,) in °C, the block's value on each of its samples
+    temperature: Steps  # °C: each block's value on its samples
     info: dict[str, Any]
 
 
@@ -112,21 +113,56 @@ class _Cursor(NamedTuple):
     non_increasing: int  # samples not later than the one decoded before them
     last_block_end_s: float  # where the previous data block ended (the Java's lastBlockTime); 0 before any
     rate: float  # the last data block's rate: the Java's SampleRate
+    runs: int  # temperature runs written
 
     @classmethod
     def start(cls) -> _Cursor:
-        return cls(0, BEFORE_ANY_TIME, BEFORE_ANY_TIME, 0, 0.0, 0.0)
+        return cls(0, BEFORE_ANY_TIME, BEFORE_ANY_TIME, 0, 0.0, 0.0, 0)
 
 
-def read_cwa(path: str | os.PathLike) -> CwaData:
+class SampleBuffers:
+    """Output arrays that :func:`read_cwa` reuses from one file to the next.
+
+    A week at 100 Hz is ~1.5 GB of output. Fresh arrays for every file mean faulting in fresh
+    pages every time, which costs as much as decoding them (and, where the kernel compacts memory
+    for huge pages, several times more); a worker that reads file after file keeps these and
+    touches its memory once. They grow to the longest recording seen, and are exactly its size.
+    Arrays returned from them are overwritten by the next read.
+    """
+
+    def __init__(self) -> None:
+        self._columns: list[np.ndarray] = []
+
+    def columns(self, n_samples: int) -> tuple[np.ndarray, ...]:
+        """time (int64) and x, y, z (float32) arrays of ``n_samples``: views of the buffers."""
+        if not self._columns:
+            self._columns = list(_new_columns(n_samples))
+        elif len(self._columns[0]) < n_samples:
+            try:  # grown in place (realloc), so that the pages already touched are kept
+                for i in range(len(self._columns)):  # by index: a loop variable's reference fails numpy's check
+                    self._columns[i].resize(n_samples)
+            except ValueError:  # views of an earlier read are still alive: they keep the old buffers
+                self._columns = list(_new_columns(n_samples))
+        return tuple(column[:n_samples] for column in self._columns)
+
+
+def _new_columns(n_samples: int) -> tuple[np.ndarray, ...]:
+    return (np.empty(n_samples, dtype=np.int64),) + tuple(np.empty(n_samples, dtype=np.float32) for _ in range(3))
+
+
+def read_cwa(path: str | os.PathLike, buffers: SampleBuffers | None = None, wear_time: bool = True) -> CwaData:
     """Read an Axivity ``.cwa`` or ``.cwa.gz`` file as actipy does with all processing off.
 
-    Raises ``ValueError`` with a one-line cause (the Java parser's message where it has one) when
-    the file holds no readable data; ``OSError`` when it cannot be opened.
+    With ``buffers``, the arrays returned are views of them, overwritten by the next
+    ``read_cwa`` given the same buffers. Without ``wear_time``, ``info`` lacks the keys that
+    non-wear detection recomputes (``WearTime(days)``, ``NumInterrupts``, ``Covers24hOK``): a
+    pass over every sample saved. Raises ``ValueError`` with a one-line cause (the Java parser's
+    message where it has one) when the file holds no readable data; ``OSError`` when it cannot
+    be opened.
     """
     with _opened(Path(path)) as file:
         device_id = _device_id(file)
-        time_ns, x, y, z, temperature, cursor, read_errors = _read_blocks(file)
+        time_ns, x, y, z, temperature, cursor, read_errors = _read_blocks(file, buffers)
     info: dict[str, Any] = {
         "Filename": os.fspath(path),
         "Filesize(MB)": round(os.path.getsize(path) / (1024 * 1024), 1),
@@ -136,7 +172,7 @@ def read_cwa(path: str | os.PathLike) -> CwaData:
         "ReadErrors": read_errors + _quality_errors(cursor.non_increasing, cursor.rate),
         "SampleRate": cursor.rate,
     }
-    info |= _quality_info(time_ns, x, y, z)
+    info |= _quality_info(time_ns, x, y, z, wear_time)
     return CwaData(time_ns, x, y, z, temperature, info)
 
 
@@ -165,7 +201,7 @@ def _device_id(file: BinaryIO) -> int | str:
     return "unknown"
 
 
-def _read_blocks(file: BinaryIO) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Cursor, int]:
+def _read_blocks(file: BinaryIO, buffers: SampleBuffers | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Steps, _Cursor, int]:
     """The parse: time, x, y, z, temperature (non-increasing times dropped), the final cursor, ReadErrors."""
     n_blocks, partial_bytes = divmod(os.fstat(file.fileno()).st_size, BLOCK_BYTES)
     buffer = np.empty((max(1, min(CHUNK_BLOCKS, n_blocks)), BLOCK_BYTES), dtype=np.uint8)
@@ -176,13 +212,17 @@ def _read_blocks(file: BinaryIO) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         if n_samples == 0:
             raise ValueError(PARTIAL_BLOCK)
         read_errors += 1  # the Java stops there: "Stopping at truncated CWA data"
-    columns = (np.empty(n_samples, dtype=np.int64),) + tuple(np.empty(n_samples, dtype=np.float32) for _ in range(4))
+    columns = buffers.columns(n_samples) if buffers is not None else _new_columns(n_samples)
+    run_starts, run_values = np.empty(n_blocks, dtype=np.int64), np.empty(n_blocks, dtype=np.float32)
     cursor = _Cursor.start()
     for chunk in _chunks(file, n_blocks, buffer):
-        cursor = _decode_blocks(chunk, *columns, cursor)
+        cursor = _decode_blocks(chunk, *columns, run_starts, run_values, cursor)
+    temperature = Steps(run_starts[: cursor.runs].copy(), run_values[: cursor.runs].copy(), cursor.kept)
+    if buffers is not None:
+        return *(column[: cursor.kept] for column in columns), temperature, cursor, read_errors
     for column in columns:
         column.resize(cursor.kept, refcheck=False)  # shrinks in place: nothing else refers to them
-    return *columns, cursor, read_errors
+    return *columns, temperature, cursor, read_errors
 
 
 def _count_samples(file: BinaryIO, n_blocks: int, buffer: np.ndarray) -> tuple[int, int, int]:
@@ -212,19 +252,20 @@ def _quality_errors(non_increasing: int, rate: float) -> int:
     return math.ceil(non_increasing / rate) if non_increasing else 0
 
 
-def _quality_info(time_ns: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> dict[str, Any]:
+def _quality_info(time_ns: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray, wear_time: bool) -> dict[str, Any]:
     """The rest of actipy's ``quality_control`` keys, computed with its arithmetic (so equal to the bit)."""
     if len(time_ns) == 0:  # a file whose data blocks hold no sample
         return {
             "StartTime": None, "EndTime": None, "NumTicks": 0, "WearTime(days)": 0, "DataSpan(days)": 0, "NumInterrupts": 0
         }
+    span_days = int(time_ns[-1] - time_ns[0]) / NS_PER_SECOND / SECONDS_PER_DAY
+    info = {"StartTime": _clock_time(time_ns[0]), "EndTime": _clock_time(time_ns[-1]), "NumTicks": len(time_ns)}
+    if not wear_time:
+        return info | {"DataSpan(days)": span_days}
     worn_ns, interruptions, hour_samples, _ = wear_summary(time_ns, x, y, z, NS_PER_SECOND)
-    return {
-        "StartTime": _clock_time(time_ns[0]),
-        "EndTime": _clock_time(time_ns[-1]),
-        "NumTicks": len(time_ns),
+    return info | {  # in actipy's order
         "WearTime(days)": int(worn_ns) / NS_PER_SECOND / SECONDS_PER_DAY,
-        "DataSpan(days)": int(time_ns[-1] - time_ns[0]) / NS_PER_SECOND / SECONDS_PER_DAY,
+        "DataSpan(days)": span_days,
         "NumInterrupts": int(interruptions),
         # every hour of the day recorded; its other condition, ≥ 1 % of samples present, holds
         # whenever no sample is NaN, as in a file just read
@@ -242,7 +283,7 @@ def warm_up() -> None:
     _scan_blocks(blocks, NO_LAYOUT)
     time_ns = np.zeros(1, dtype=np.int64)
     axis = np.zeros(1, dtype=np.float32)
-    _decode_blocks(blocks, time_ns, axis, axis, axis, axis, _Cursor.start())
+    _decode_blocks(blocks, time_ns, axis, axis, axis, time_ns, axis, _Cursor.start())
     wear_summary(time_ns, axis, axis, axis, NS_PER_SECOND)
 
 
@@ -274,14 +315,14 @@ def _scan_blocks(blocks, layout):
 
 
 @njit(cache=True, nogil=True)
-def _decode_blocks(blocks, time_ns, x, y, z, temperature, cursor):
+def _decode_blocks(blocks, time_ns, x, y, z, run_starts, run_values, cursor):
     """Decode a chunk's samples into the outputs from ``cursor.kept`` on; return the new cursor.
 
     Times as the Java's ``BlockDecoder.write`` computes them, operation for operation (double
     precision where it uses doubles, single where floats), truncated to milliseconds. Only samples
     later than every earlier one are written (actipy's quality control).
     """
-    kept, previous_ns, latest_ns, non_increasing, last_block_end_s, rate = cursor
+    kept, previous_ns, latest_ns, non_increasing, last_block_end_s, rate, runs = cursor
     for b in range(blocks.shape[0]):
         block = blocks[b]
         header = _block_header(block)
@@ -295,6 +336,8 @@ def _decode_blocks(blocks, time_ns, x, y, z, temperature, cursor):
         rate = header.rate
         span_s = end_s - start_s
         first_sample_at = _PAYLOAD_AT + (_AX6_ACCELERATION_AT if header.layout == AX6 else 0)
+        per_unit = np.float32(1.0) / header.unit  # exact: the unit is a power of two
+        kept_before = kept
         for i in range(header.samples):
             t_ns = int((start_s + i * span_s / header.samples) * 1000.0) * 1_000_000
             if t_ns <= previous_ns:
@@ -309,12 +352,15 @@ def _decode_blocks(blocks, time_ns, x, y, z, temperature, cursor):
             else:
                 raw_x, raw_y, raw_z = _unpacked_sample(block, at)
             time_ns[kept] = t_ns
-            x[kept] = np.float32(raw_x) / header.unit
-            y[kept] = np.float32(raw_y) / header.unit
-            z[kept] = np.float32(raw_z) / header.unit
-            temperature[kept] = header.temperature
+            x[kept] = np.float32(raw_x) * per_unit
+            y[kept] = np.float32(raw_y) * per_unit
+            z[kept] = np.float32(raw_z) * per_unit
             kept += 1
-    return _Cursor(kept, previous_ns, latest_ns, non_increasing, last_block_end_s, rate)
+        # the block's temperature on its samples kept: a new run unless it equals the last one
+        if kept > kept_before and (runs == 0 or run_values[runs - 1] != header.temperature):
+            run_starts[runs], run_values[runs] = kept_before, header.temperature
+            runs += 1
+    return _Cursor(kept, previous_ns, latest_ns, non_increasing, last_block_end_s, rate, runs)
 
 
 @njit(cache=True, nogil=True)

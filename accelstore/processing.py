@@ -16,7 +16,6 @@ import os
 from typing import Any
 
 import numpy as np
-from numba import njit
 from scipy import signal
 
 from accelstore.kernels import calibration, nonwear
@@ -25,10 +24,13 @@ from accelstore.kernels.calibration import (
     apply_calibration,
     fit_gravity,
     sphere_errors,
+    step_window_means,
     window_moments,
 )
+from accelstore.kernels.lowpass import filtfilt_chunks
 from accelstore.kernels.nonwear import stationary_runs, wear_summary
 from accelstore.readers import ProcessingOptions, Recording, read_recording
+from accelstore.steps import Steps
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
@@ -38,8 +40,10 @@ LOWPASS_CHUNK = 1_000_000
 """actipy filters 1M samples at a time with ``LOWPASS_LEEWAY`` extra samples on each side, so
 samples near a chunk edge differ from filtering the whole recording at once — by ~1e-9 g, as the
 filter's transient has died out within 100 samples. The same chunks are used here (the paths
-then agree to the bit), and they bound the float64 scratch to ~24 MB."""
+then agree to the bit)."""
 LOWPASS_LEEWAY = 100
+LOWPASS_GROUP = 4
+"""Chunks filtered side by side: 12 float64 columns, ~96 MB of scratch."""
 
 STATIONARY_WINDOW_NS = 10 * NS_PER_SECOND
 STATIONARY_STD_G = 0.015
@@ -69,7 +73,7 @@ def read_raw(path: str | os.PathLike) -> Recording:
 
 
 def process_recording(
-    raw: Recording, options: ProcessingOptions = ProcessingOptions(), temperature: np.ndarray | None = None
+    raw: Recording, options: ProcessingOptions = ProcessingOptions(), temperature: np.ndarray | Steps | None = None
 ) -> Recording:
     """``raw`` processed by :func:`process_arrays`, consuming it: its axis arrays are overwritten.
 
@@ -94,13 +98,13 @@ def process_arrays(
     axes: Axes,
     sample_rate: float,
     options: ProcessingOptions = ProcessingOptions(),
-    temperature: np.ndarray | None = None,
+    temperature: np.ndarray | Steps | None = None,
 ) -> tuple[Axes, dict[str, Any]]:
     """actipy's low-pass, calibration and non-wear steps, as ``options`` switch them, in place.
 
     ``time_ns``: int64 (N,) ns, increasing; ``axes``: x, y, z, each float32 (N,) in g, writeable,
-    overwritten and returned; ``temperature``: float32 (N,) °C where the device records it
-    (actipy then fits a temperature coefficient per axis). Returns the axes (NaN in non-wear) and
+    overwritten and returned; ``temperature``: °C per sample (float32 (N,), or its runs) where
+    the device records it (actipy then fits a temperature coefficient per axis). Returns the axes (NaN in non-wear) and
     the info keys the actipy steps would add.
     """
     info: dict[str, Any] = {}
@@ -121,7 +125,7 @@ def lowpass(axes: Axes, sample_rate: float, cutoff_hz: float) -> dict[str, Any]:
     Skipped (``LowpassOK`` 0) when the Nyquist frequency is not above the cutoff. A sample with
     any axis NaN is filtered as 0 on all three axes and comes out NaN on all three. The filter is
     scipy's ``sosfiltfilt`` (odd padding, steady-state initial conditions) run by
-    :func:`_filtfilt_chunks` on the three axes at once, in actipy's chunks.
+    :func:`~accelstore.kernels.lowpass.filtfilt_chunks` in actipy's chunks.
     """
     if sample_rate / 2 <= cutoff_hz:
         return {"LowpassOK": 0}
@@ -130,82 +134,11 @@ def lowpass(axes: Axes, sample_rate: float, cutoff_hz: float) -> dict[str, Any]:
     padlen = 3 * taps  # sosfiltfilt's default
     if len(axes[0]) <= padlen:
         raise ValueError(f"{len(axes[0])} samples are too few to low-pass filter (more than {padlen} needed)")
-    _filtfilt_chunks(*axes, sos, signal.sosfilt_zi(sos), padlen, LOWPASS_CHUNK, LOWPASS_LEEWAY)
+    filtfilt_chunks(*axes, sos, signal.sosfilt_zi(sos), padlen, LOWPASS_CHUNK, LOWPASS_LEEWAY, LOWPASS_GROUP)
     return {"LowpassOK": 1, "LowpassCutoff(Hz)": cutoff_hz}
 
 
-@njit(cache=True, nogil=True)
-def _filtfilt_chunks(x, y, z, sos, zi, padlen, chunk, leeway):
-    """In place, chunk by chunk as actipy does: ``sosfiltfilt(sos, segment, padlen=padlen)`` per axis.
-
-    Each chunk is filtered with ``leeway`` unfiltered samples on either side (the ones before it
-    are kept aside, since the previous chunk has already been overwritten) and only its own
-    samples are written back. The axes are float32; the second-order sections run in float64, as
-    scipy's do.
-    """
-    axes = (x, y, z)
-    n = x.shape[0]
-    scratch = np.empty((min(chunk, n) + 2 * leeway + 2 * padlen, 3))
-    unfiltered_tail = np.empty((leeway, 3), dtype=np.float32)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        lead = min(start, leeway)
-        length = min(stop + leeway, n) - (start - lead)
-        segment = scratch[: length + 2 * padlen]
-        for c in range(3):
-            for i in range(lead):
-                segment[padlen + i, c] = unfiltered_tail[leeway - lead + i, c]
-            for i in range(lead, length):
-                segment[padlen + i, c] = axes[c][start - lead + i]
-        for i in range(length):
-            row = segment[padlen + i]
-            if np.isnan(row[0]) or np.isnan(row[1]) or np.isnan(row[2]):
-                row[:] = 0.0
-        for c in range(3):  # odd extension, in float32 like scipy's on actipy's float32 chunk
-            first, last = np.float32(2 * segment[padlen, c]), np.float32(2 * segment[padlen + length - 1, c])
-            for j in range(padlen):
-                segment[j, c] = first - np.float32(segment[2 * padlen - j, c])
-                segment[padlen + length + j, c] = last - np.float32(segment[padlen + length - 2 - j, c])
-        _sosfilt_axes(segment, sos, zi, False)
-        _sosfilt_axes(segment, sos, zi, True)
-        if stop < n:
-            for c in range(3):
-                unfiltered_tail[:, c] = axes[c][stop - leeway : stop]
-        for i in range(start, stop):
-            missing = np.isnan(x[i]) or np.isnan(y[i]) or np.isnan(z[i])
-            for c in range(3):
-                axes[c][i] = np.nan if missing else segment[padlen + lead + i - start, c]
-
-
-@njit(cache=True, nogil=True)
-def _sosfilt_axes(x, sos, zi, backwards):
-    """scipy's ``sosfilt(sos, column, zi=zi * column[first])`` on each column of ``x`` (T, 3), in place.
-
-    Section by section over the whole segment rather than sample by sample: the same arithmetic
-    in the same order (each section's output depends only on its input), with each section's
-    state in registers and the three axes' recurrences interleaved in one loop.
-    """
-    n = x.shape[0]
-    begin = n - 1 if backwards else 0
-    first_x, first_y, first_z = x[begin, 0], x[begin, 1], x[begin, 2]
-    for s in range(sos.shape[0]):
-        b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
-        px, qx = zi[s, 0] * first_x, zi[s, 1] * first_x
-        py, qy = zi[s, 0] * first_y, zi[s, 1] * first_y
-        pz, qz = zi[s, 0] * first_z, zi[s, 1] * first_z
-        for step in range(n):
-            i = n - 1 - step if backwards else step
-            vx, vy, vz = x[i, 0], x[i, 1], x[i, 2]
-            ox = b0 * vx + px
-            oy = b0 * vy + py
-            oz = b0 * vz + pz
-            px, qx = b1 * vx - a1 * ox + qx, b2 * vx - a2 * ox
-            py, qy = b1 * vy - a1 * oy + qy, b2 * vy - a2 * oy
-            pz, qz = b1 * vz - a1 * oz + qz, b2 * vz - a2 * oz
-            x[i, 0], x[i, 1], x[i, 2] = ox, oy, oz
-
-
-def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray | None = None) -> dict[str, Any]:
+def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray | Steps | None = None) -> dict[str, Any]:
     """``actipy.processing.calibrate_gravity`` (with ``return_coeffs``), applied in place when it succeeds.
 
     Fits on the means of stationary 10-s windows (every axis's std < 15 mg), at most the first
@@ -219,7 +152,8 @@ def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray |
     still = np.all(np.stack([std for _, std in moments], axis=1) < STATIONARY_STD_G, axis=1)
     selected = still & np.isfinite(means).all(axis=1) & (np.linalg.norm(means, axis=1) > 1e-8)
     if temperature is not None:
-        temperature_means, _ = window_moments(time_ns, temperature, STATIONARY_WINDOW_NS, n_windows, False)
+        temperature = temperature if isinstance(temperature, Steps) else Steps.of(temperature)
+        temperature_means = step_window_means(time_ns, temperature.starts, temperature.values, STATIONARY_WINDOW_NS, n_windows)
         selected &= np.isfinite(temperature_means)
         temperature_means = temperature_means[selected][:CALIB_MAX_WINDOWS]
     means = means[selected][:CALIB_MAX_WINDOWS]
@@ -241,8 +175,8 @@ def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray |
         return info | {"CalibOK": 0}
 
     intercept, slope, slope_t = (c.astype(np.float32) for c in (intercept, slope, slope_t))
-    applied_temperature = temperature if use_temperature else np.zeros(0, dtype=np.float32)
-    apply_calibration(*axes, intercept, slope, applied_temperature, slope_t, use_temperature)
+    steps = temperature if use_temperature else Steps.of(np.zeros(0))
+    apply_calibration(*axes, intercept, slope, steps.starts, steps.values, slope_t, use_temperature)
     info["CalibOK"] = 1
     coefficients = {"Intercept": intercept, "Slope": slope} | ({"SlopeT": slope_t} if use_temperature else {})
     for name, values in coefficients.items():
@@ -289,8 +223,8 @@ def wear_info(time_ns: np.ndarray, axes: Axes) -> dict[str, Any]:
 def warm_up() -> None:
     """Compile (or load from Numba's cache) every kernel the steps use, for the arrays ingest passes.
 
-    The reader's time and temperature are read-only views, which Numba compiles for apart from
-    writeable arrays; the run below passes them so, on a signal on which every step runs.
+    The reader's time is a read-only view, which Numba compiles for apart from a writeable
+    array; the run below passes it so, on a signal on which every step runs.
     """
     calibration.warm_up()
     nonwear.warm_up()
@@ -301,6 +235,6 @@ def warm_up() -> None:
     gravity = np.repeat(directions, 20 * rate, axis=0) * 1.05 + 0.02
     time_ns = np.arange(len(gravity), dtype=np.int64) * (NS_PER_SECOND // rate)
     temperature = np.linspace(20.0, 30.0, len(gravity), dtype=np.float32)
-    time_ns.flags.writeable = temperature.flags.writeable = False
+    time_ns.flags.writeable = False
     axes = tuple(np.ascontiguousarray(column, dtype=np.float32) for column in gravity.T)
     process_arrays(time_ns, axes, rate, ProcessingOptions(lowpass_hz=None), temperature)

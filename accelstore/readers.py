@@ -16,10 +16,14 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from accelstore.cwa import SampleBuffers
+    from accelstore.steps import Steps
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +115,24 @@ def is_supported(path: str | os.PathLike) -> bool:
 
 
 def file_digest(path: str | os.PathLike, block_size: int = 1 << 20) -> str:
-    """BLAKE2b of the file's bytes (hex): with the size, what tells a re-run a file is unchanged."""
-    digest = hashlib.blake2b(digest_size=16)
+    """The first 128 bits of the SHA-256 of the file's bytes (hex): with the size, what tells a
+    re-run a file is unchanged. SHA-256 rather than BLAKE2b because CPUs hash it in hardware
+    (about 3× faster here, which counts on every file of a cohort)."""
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(block_size):
             digest.update(block)
-    return digest.hexdigest()
+    return digest.hexdigest()[:32]
 
 
-def read_recording(path: str | os.PathLike, options: ProcessingOptions = ProcessingOptions()) -> Recording:
-    """Read and process one file: actipy's low-pass, calibration and non-wear steps, no resampling."""
+def read_recording(
+    path: str | os.PathLike, options: ProcessingOptions = ProcessingOptions(), buffers: SampleBuffers | None = None
+) -> Recording:
+    """Read and process one file: actipy's low-pass, calibration and non-wear steps, no resampling.
+
+    ``buffers``: where the Numba ``.cwa`` reader puts the samples (see :class:`~accelstore.cwa.SampleBuffers`);
+    the recording's arrays are then views of them, valid until the buffers are next used.
+    """
     path = Path(path)
     if not path.is_file():
         raise ReaderError(path, "no such file")
@@ -132,7 +144,7 @@ def read_recording(path: str | os.PathLike, options: ProcessingOptions = Process
     if fmt == ".csv":
         return _read_csv(path, options)
     if fmt == ".cwa" and options.engine == "numba":
-        return _read_cwa(path, options)
+        return _read_cwa(path, options, buffers)
     if fmt == ".bin":
         _check_geneactiv(path)
     return _read_device(path, options)
@@ -175,12 +187,13 @@ def _read_device(path: Path, options: ProcessingOptions) -> Recording:
     return _process(recording, options, temperature)
 
 
-def _read_cwa(path: Path, options: ProcessingOptions) -> Recording:
+def _read_cwa(path: Path, options: ProcessingOptions, buffers: SampleBuffers | None) -> Recording:
     """:func:`accelstore.cwa.read_cwa`: what actipy reads, without its JVM and DataFrame."""
     from accelstore.cwa import read_cwa
 
     try:
-        data = read_cwa(path)
+        # non-wear detection recomputes the wear-time keys on the processed samples
+        data = read_cwa(path, buffers, wear_time=not options.detect_nonwear)
     except ValueError as error:  # the Java parser's message, as on actipy's path
         raise CorruptFileError(path, str(error)) from None
     except OSError as error:
@@ -188,7 +201,7 @@ def _read_cwa(path: Path, options: ProcessingOptions) -> Recording:
     if len(data.time_ns) == 0:
         raise EmptyFileError(path, "no samples could be read")
     # Read-only, as actipy's are: the processing kernels are compiled (warm_up) for read-only ones.
-    data.time_ns.flags.writeable = data.temperature.flags.writeable = False
+    data.time_ns.flags.writeable = False
     recording = Recording(
         path=path,
         time=data.time_ns.view("datetime64[ns]"),
@@ -246,7 +259,7 @@ def _read_csv(path: Path, options: ProcessingOptions) -> Recording:
     return _process(recording, options, None)
 
 
-def _process(recording: Recording, options: ProcessingOptions, temperature: np.ndarray | None) -> Recording:
+def _process(recording: Recording, options: ProcessingOptions, temperature: np.ndarray | Steps | None) -> Recording:
     """The numba engine's steps on a recording read unprocessed (the actipy engine's ran in actipy)."""
     if options.engine == "actipy":
         return recording

@@ -50,7 +50,7 @@ TABLE_COLUMNS: dict[str, tuple[Any, Any, str]] = {
     "device_id": (str, "", "device serial"),
     "source": (str, "", "source file (absolute path)"),
     "source_size": ("int64", 0, "source file size, bytes"),
-    "source_hash": (str, "", "BLAKE2b-128 of the source file"),
+    "source_hash": (str, "", "SHA-256 of the source file, first 128 bits"),
     "device_rate": ("float32", np.nan, "device sample rate, Hz"),
     "calibrated": ("bool", False, "gravity calibration succeeded"),
     "calib_error_mg": ("float32", np.nan, "calibration error after calibration, milli-g"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelstore.cwa import BLOCK_BYTES, NO_DATA_BLOCK, PARTIAL_BLOCK, read_cwa
+from accelstore.cwa import BLOCK_BYTES, NO_DATA_BLOCK, PARTIAL_BLOCK, SampleBuffers, read_cwa
 from accelstore.readers import CorruptFileError, ProcessingOptions, read_recording
 from accelstore.synth import synthesize
 from tests.conftest import GOOD_DEVICE_FILES
@@ -28,10 +28,11 @@ def assert_same_as_actipy(path: Path) -> None:
     )
     ours = read_cwa(str(path))
     np.testing.assert_array_equal(ours.time_ns, expected.index.asi8)
-    for name in ("x", "y", "z", "temperature"):
+    for name in ("x", "y", "z"):
         values = getattr(ours, name)
         assert values.dtype == np.float32 and values.flags.c_contiguous and values.flags.owndata
         np.testing.assert_array_equal(values, expected[name].to_numpy())
+    np.testing.assert_array_equal(ours.temperature.expand(), expected["temperature"].to_numpy())
     assert list(ours.info) == list(expected_info)
     assert {k: (type(v), v) for k, v in ours.info.items()} == {k: (type(v), v) for k, v in expected_info.items()}
 
@@ -157,3 +158,38 @@ def test_corrupt_gzip_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="^cannot decompress: ") as caught:
         read_cwa(path)
     assert "\n" not in str(caught.value)
+
+
+def test_reads_into_reused_buffers_equal_fresh_reads(devices_dir, tmp_path):
+    """Buffers that grow (while an earlier read is still held, then with none held) and are
+    reused for shorter files give each file's samples and info exactly; the read still held when
+    they grew is left intact."""
+    (synthetic,) = synthesize(tmp_path, participants=1, days=0.05, seed=3)  # 425,035 samples
+    paths = [
+        devices_dir / "skdh__ax6_sample.cwa",  # 10,360 samples
+        devices_dir / REFERENCE_FILE,  # 17,400
+        devices_dir / "skdh__ax3_sample.cwa",  # 58,800
+        synthetic,
+        devices_dir / "openmovement__example-610-steps.cwa",  # 71,400
+    ]
+    buffers = SampleBuffers()
+    held = read_cwa(paths[0], buffers)
+    held_x = held.x.copy()
+    for path in paths[1:]:
+        fresh, reused = read_cwa(path), read_cwa(path, buffers)
+        for name in ("time_ns", "x", "y", "z"):
+            np.testing.assert_array_equal(getattr(reused, name), getattr(fresh, name))
+        np.testing.assert_array_equal(reused.temperature.expand(), fresh.temperature.expand())
+        assert reused.info == fresh.info
+        if path == paths[1]:
+            np.testing.assert_array_equal(held.x, held_x)
+            del held
+        del reused  # so that the next growth resizes the buffers in place
+
+
+def test_reading_without_wear_time_leaves_out_only_its_keys(devices_dir):
+    path = devices_dir / REFERENCE_FILE
+    full, quick = read_cwa(path).info, read_cwa(path, wear_time=False).info
+    wear_keys = {"WearTime(days)", "NumInterrupts", "Covers24hOK"}
+    assert wear_keys <= set(full) and not wear_keys & set(quick)
+    assert quick == {key: value for key, value in full.items() if key not in wear_keys}

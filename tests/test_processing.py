@@ -252,19 +252,45 @@ def test_lowpass_is_skipped_when_nyquist_is_not_above_the_cutoff():
 
 
 def test_lowpass_treats_a_sample_with_any_axis_missing_as_actipy_does():
-    """Filtered as 0 on all three axes, NaN on all three after; across actipy's 1M-sample chunk edge."""
+    """Filtered as 0 on all three axes, NaN on all three after; across actipy's 1M-sample chunk edges.
+
+    5,000,300 samples: chunk 0 is filtered alone, chunks 1–4 side by side (one group), the short
+    chunk 5 alone; the edges at 1M and 5M are between groups, the one at 3M inside a group.
+    """
     from actipy import processing
 
-    n = 1_000_500
+    n = 5_000_300
     rng = np.random.default_rng(2)
     xyz = (rng.normal(0, 0.3, (n, 3)) + [0.0, 0.0, 1.0]).astype(np.float32)
     xyz[999_900:1_000_040, 0] = np.nan  # straddles the chunk edge at 1,000,000
+    xyz[2_999_990:3_000_003, 1] = np.nan  # and the one at 3,000,000
     xyz[500:510, 2] = np.nan
+    xyz[-5:, 0] = np.nan
     index = pd.date_range("2024-03-01", periods=n, freq="10ms", name="time")
     frame = pd.DataFrame(xyz, index=index, columns=list("xyz"))
     reference = processing.lowpass(frame.copy(), 100.0, 20)[0].to_numpy()
     _, ours, info = _numba_steps(frame, 100.0, ProcessingOptions(calibrate=False, detect_nonwear=False))
     assert info == {"LowpassOK": 1, "LowpassCutoff(Hz)": 20.0}
-    assert np.isnan(ours[999_900:1_000_040]).all() and np.isnan(ours[500:510]).all()
+    for missing in (slice(999_900, 1_000_040), slice(2_999_990, 3_000_003), slice(500, 510), slice(n - 5, n)):
+        assert np.isnan(ours[missing]).all()
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(reference))
     np.testing.assert_allclose(ours, reference, atol=1e-6)
+
+
+def test_temperature_runs_give_the_per_sample_window_means_exactly():
+    """A block-wise temperature held as runs: the same window means as over its samples, NaN included."""
+    from accelstore.kernels.calibration import step_window_means, window_moments
+    from accelstore.steps import Steps
+
+    rng = np.random.default_rng(4)
+    per_block = np.round(rng.uniform(20, 35, 3000), 2).astype(np.float32)
+    per_block[100:103] = np.nan
+    per_block[500:520] = per_block[499]  # equal neighbours merge into one run
+    samples = np.repeat(per_block, rng.integers(80, 121, per_block.size))
+    steps = Steps.of(samples)
+    assert len(steps.starts) < per_block.size + 3 * 120  # at most one run per block, and per NaN sample
+    np.testing.assert_array_equal(steps.expand(), samples)
+    time_ns = np.cumsum(rng.choice([10_000_000, 10_000_000, 2_000_000_000], samples.size)).astype(np.int64)
+    n_windows = int((time_ns[-1] - time_ns[0]) // 10**10) + 1
+    expected, _ = window_moments(time_ns, samples, 10**10, n_windows, False)
+    np.testing.assert_array_equal(step_window_means(time_ns, steps.starts, steps.values, 10**10, n_windows), expected)

@@ -33,7 +33,10 @@ def window_moments(time_ns, values, width_ns, n_windows, forward_fill):
     sums = np.zeros(n_windows, dtype=np.float64)
     squares = np.zeros(n_windows, dtype=np.float64)
     origin = time_ns[0]
+    # The current window's sums live in registers and are stored when a sample passes its end:
+    # the same additions in the same order, without a store-to-load round trip per sample.
     w, window_end = 0, origin + width_ns  # divide only when a sample passes the window's end
+    count, total, square = 0, 0.0, 0.0
     last = np.nan
     for i in range(time_ns.shape[0]):
         v = np.float64(values[i])
@@ -44,11 +47,14 @@ def window_moments(time_ns, values, width_ns, n_windows, forward_fill):
         else:
             last = v
         if time_ns[i] >= window_end:
+            counts[w], sums[w], squares[w] = count, total, square
             w = (time_ns[i] - origin) // width_ns
             window_end = origin + (w + 1) * width_ns
-        counts[w] += 1
-        sums[w] += v
-        squares[w] += v * v
+            count, total, square = 0, 0.0, 0.0
+        count += 1
+        total += v
+        square += v * v
+    counts[w], sums[w], squares[w] = count, total, square
     mean = np.full(n_windows, np.nan)
     std = np.full(n_windows, np.nan)
     for w in range(n_windows):
@@ -58,6 +64,37 @@ def window_moments(time_ns, values, width_ns, n_windows, forward_fill):
             numerator = max(squares[w] - sums[w] * mean[w], 0.0)
             std[w] = np.sqrt(numerator / (counts[w] - 1))
     return mean, std
+
+
+@njit(cache=True, nogil=True)
+def step_window_means(time_ns, starts, values, width_ns, n_windows):
+    """Per-window means of a series held as runs (:class:`~accelstore.steps.Steps`), as
+    :func:`window_moments` computes them over the series per sample: the same sums in the same
+    order, NaN samples skipped, NaN for an empty window."""
+    counts = np.zeros(n_windows, dtype=np.int64)
+    sums = np.zeros(n_windows, dtype=np.float64)
+    origin = time_ns[0]
+    w, window_end = 0, origin + width_ns
+    count, total = 0, 0.0
+    for r in range(starts.shape[0]):
+        v = np.float64(values[r])
+        if np.isnan(v):
+            continue
+        stop = starts[r + 1] if r + 1 < starts.shape[0] else time_ns.shape[0]
+        for i in range(starts[r], stop):
+            if time_ns[i] >= window_end:
+                counts[w], sums[w] = count, total
+                w = (time_ns[i] - origin) // width_ns
+                window_end = origin + (w + 1) * width_ns
+                count, total = 0, 0.0
+            count += 1
+            total += v
+    counts[w], sums[w] = count, total
+    mean = np.full(n_windows, np.nan)
+    for w in range(n_windows):
+        if counts[w] > 0:
+            mean[w] = sums[w] / counts[w]
+    return mean
 
 
 @njit(cache=True, nogil=True)
@@ -151,25 +188,33 @@ def fit_gravity(means, temperature, use_temperature):
 
 
 @njit(cache=True, nogil=True)
-def apply_calibration(x, y, z, intercept, slope, temperature, slope_t, use_temperature):
-    """In place: ``axis = axis * slope + intercept (+ temperature * slope_t)``, in float32 as actipy."""
+def apply_calibration(x, y, z, intercept, slope, starts, temperature, slope_t, use_temperature):
+    """In place: ``axis = axis * slope + intercept (+ temperature * slope_t)``, in float32 as actipy.
+
+    The temperature is held as runs (:class:`~accelstore.steps.Steps`: ``starts``, ``temperature``).
+    """
     axes = (x, y, z)
     for k in range(3):
         values = axes[k]
-        for i in range(values.shape[0]):
-            value = values[i] * slope[k] + intercept[k]
-            if use_temperature:
-                value += temperature[i] * slope_t[k]
-            values[i] = value
+        if not use_temperature:
+            for i in range(values.shape[0]):
+                values[i] = values[i] * slope[k] + intercept[k]
+            continue
+        for r in range(starts.shape[0]):
+            stop = starts[r + 1] if r + 1 < starts.shape[0] else values.shape[0]
+            for i in range(starts[r], stop):
+                values[i] = values[i] * slope[k] + intercept[k] + temperature[r] * slope_t[k]
 
 
 def warm_up() -> None:
     """Compile (or load from Numba's cache) every kernel here once, on tiny inputs."""
     time_ns = np.arange(0, 30_000_000_000, 10_000_000, dtype=np.int64)
-    x, y, z, temperature = (np.zeros(time_ns.size, dtype=np.float32) for _ in range(4))
+    x, y, z = (np.zeros(time_ns.size, dtype=np.float32) for _ in range(3))
     for forward_fill in (False, True):
         window_moments(time_ns, x, 10_000_000_000, 3, forward_fill)
+    starts, temperature = np.arange(0, time_ns.size, 120, dtype=np.int64), np.zeros(25, dtype=np.float32)
+    step_window_means(time_ns, starts, temperature, 10_000_000_000, 3)
     means = np.concatenate([np.diag([1.1, 0.9, 1.05]), np.diag([-0.95, -1.1, -0.9])])
     fit_gravity(means, np.arange(6.0), True)
     coefficients = np.zeros(3, dtype=np.float32)
-    apply_calibration(x, y, z, coefficients, coefficients, temperature, coefficients, True)
+    apply_calibration(x, y, z, coefficients, coefficients, starts, temperature, coefficients, True)

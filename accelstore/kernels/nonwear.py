@@ -58,16 +58,20 @@ def wear_summary(time_ns, x, y, z, max_step_ns):
     hour_present = np.zeros(24, dtype=np.int64)
     previous = np.int64(0)
     seen = False
+    # The current hour's counts live in registers and are added in when a sample passes its end.
     hour, hour_end = 0, time_ns[0]  # divide only when a sample passes the hour's end
+    samples, present_samples = 0, 0
     for i in range(time_ns.shape[0]):
         t = time_ns[i]
         if t >= hour_end:
+            hour_samples[hour] += samples
+            hour_present[hour] += present_samples
+            samples, present_samples = 0, 0
             hour = (t // NS_PER_HOUR) % 24
             hour_end = (t // NS_PER_HOUR + 1) * NS_PER_HOUR
-        hour_samples[hour] += 1
+        samples += 1
         present = (not np.isnan(x[i])) + (not np.isnan(y[i])) + (not np.isnan(z[i]))
-        if present > 0:
-            hour_present[hour] += 1
+        present_samples += present > 0
         if present < 3:
             continue
         if seen:
@@ -78,6 +82,8 @@ def wear_summary(time_ns, x, y, z, max_step_ns):
                 interruptions += 1
         previous = t
         seen = True
+    hour_samples[hour] += samples
+    hour_present[hour] += present_samples
     return worn_ns, interruptions, hour_samples, hour_present
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -111,7 +112,7 @@ def ingest_file(task: FileTask) -> FileResult:
         outcome = "unchanged" if task.expected == (size, digest) else "changed"
         return FileResult(task, outcome, size=size, digest=digest)
     try:
-        recording = read_recording(task.path, task.options)
+        recording = read_recording(task.path, task.options, _thread_buffers())
     except ReaderError as error:
         return FileResult(task, "failed", size=size, digest=digest, error=error.kind, message=str(error))
     if task.labels is not None and recording.annotation is None:
@@ -168,6 +169,16 @@ def ingest_file(task: FileTask) -> FileResult:
         "valid_windows": int(day_valid.sum()),
     }
     return FileResult(task, "written", size, digest, n_windows, row_fields, day_valid, day_std)
+
+
+_buffers_of_thread = threading.local()
+
+
+def _thread_buffers() -> cwa.SampleBuffers:
+    """This thread's reader buffers: kept from task to task, one set per worker thread."""
+    if not hasattr(_buffers_of_thread, "cwa"):
+        _buffers_of_thread.cwa = cwa.SampleBuffers()
+    return _buffers_of_thread.cwa
 
 
 # ---------------------------------------------------------------- the driver
@@ -294,7 +305,17 @@ def ingest(
 
 
 def warm_up() -> None:
-    """Every kernel a worker runs: the .cwa reader, resampling and the Numba processing steps."""
+    """Prepare a process for ingest tasks: compile every kernel they run, and no huge pages.
+
+    The kernels: the .cwa reader, resampling and the Numba processing steps. Huge pages: numpy
+    asks the kernel for them (``madvise``) on every large array, and where the kernel then
+    compacts memory to find them (transparent huge pages with ``defrag=madvise``, a common
+    default) a worker's first week of samples took 3–6 s to fault in instead of ~1 s here. The
+    setting is numpy's, for the whole process.
+    """
+    set_huge_pages = getattr(np._core.multiarray, "_set_madvise_hugepage", None)
+    if set_huge_pages is not None:
+        set_huge_pages(False)
     cwa.warm_up()
     resample.warm_up()
     label_kernels.warm_up()
