@@ -4,8 +4,8 @@ The fast path of ingest. Each step reproduces the actipy 3.8 function it names �
 acceptance rules, NaN handling and the keys it adds to the info dict — so that the store's
 participant table reads the same whichever path produced it; ``tests/test_processing.py`` holds
 the two paths to each other. The samples are processed in place in the reader's own x, y, z
-column arrays (float32): besides them, only one low-pass chunk and per-window statistics are held
-at a time.
+column arrays (float32): besides them, only one group of low-pass chunks (~96 MB) and per-window
+statistics are held at a time; the temperature is held as runs (:class:`~accelstore.steps.Steps`).
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def process_arrays(
 
     ``time_ns``: int64 (N,) ns, increasing; ``axes``: x, y, z, each float32 (N,) in g, writeable,
     overwritten and returned; ``temperature``: °C per sample (float32 (N,), or its runs) where
-    the device records it (actipy then fits a temperature coefficient per axis). Returns the axes (NaN in non-wear) and
-    the info keys the actipy steps would add.
+    the device records it (actipy then fits a temperature coefficient per axis). Returns the axes
+    (NaN in non-wear) and the info keys the actipy steps would add.
     """
     info: dict[str, Any] = {}
     if len(time_ns) == 0:

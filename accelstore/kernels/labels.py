@@ -37,5 +37,8 @@ def window_labels(time_ns, day0_ns, codes, n_classes, first_window, n_windows, s
 
 
 def warm_up() -> None:
+    """Compile (or load from Numba's cache) the kernel for writeable and read-only times."""
     time_ns = np.arange(0, 20_000_000_000, 100_000_000, dtype=np.int64)
-    window_labels(time_ns, np.int64(0), np.zeros(time_ns.size, np.int16), 1, 0, 2, 100)
+    for writeable in (True, False):
+        time_ns.flags.writeable = writeable
+        window_labels(time_ns, np.int64(0), np.zeros(time_ns.size, np.int16), 1, 0, 2, 100)

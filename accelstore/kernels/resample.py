@@ -137,8 +137,14 @@ def window_stats(acc, valid):
 
 
 def warm_up() -> None:
-    """Compile (or load from Numba's cache) every kernel here once, on tiny inputs."""
+    """Compile (or load from Numba's cache) every kernel here once, on tiny inputs.
+
+    Times come writeable or read-only (the .cwa reader's are read-only), which Numba compiles
+    for apart: both are loaded here, not in a worker's first task.
+    """
     time_ns = np.arange(0, 25_000_000_000, 10_000_000, dtype=np.int64)
     axis = np.zeros(time_ns.size, dtype=np.float32)
-    acc, valid = resample_windows(time_ns, np.int64(0), axis, axis, axis, 0, 2)
+    for writeable in (True, False):
+        time_ns.flags.writeable = writeable
+        acc, valid = resample_windows(time_ns, np.int64(0), axis, axis, axis, 0, 2)
     window_stats(acc, valid)
