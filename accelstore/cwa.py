@@ -123,10 +123,10 @@ class _Cursor(NamedTuple):
 class SampleBuffers:
     """Output arrays that :func:`read_cwa` reuses from one file to the next.
 
-    A week at 100 Hz is ~1.5 GB of output. Fresh arrays for every file mean faulting in fresh
-    pages every time, which costs as much as decoding them (and, where the kernel compacts memory
-    for huge pages, several times more); a worker that reads file after file keeps these and
-    touches its memory once. They grow to the longest recording seen, and are exactly its size.
+    A week at 100 Hz is ~1.2 GB of output (time, x, y, z). Fresh arrays for every file mean
+    faulting in fresh pages every time, which costs as much as decoding them (and, where the
+    kernel compacts memory for huge pages, several times more); a worker that reads file after
+    file keeps these and touches its memory once. They grow to the longest recording seen, and are exactly its size.
     Arrays returned from them are overwritten by the next read.
     """
 
