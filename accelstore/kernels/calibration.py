@@ -48,8 +48,7 @@ def window_moments(time_ns, values, width_ns, n_windows, forward_fill):
             last = v
         if time_ns[i] >= window_end:
             counts[w], sums[w], squares[w] = count, total, square
-            w = (time_ns[i] - origin) // width_ns
-            window_end = origin + (w + 1) * width_ns
+            w, window_end = _window_at(time_ns[i], origin, width_ns)
             count, total, square = 0, 0.0, 0.0
         count += 1
         total += v
@@ -64,6 +63,13 @@ def window_moments(time_ns, values, width_ns, n_windows, forward_fill):
             numerator = max(squares[w] - sums[w] * mean[w], 0.0)
             std[w] = np.sqrt(numerator / (counts[w] - 1))
     return mean, std
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window_at(t, origin, width_ns):
+    """The window holding time ``t`` (windows of ``width_ns`` from ``origin``) and when the next begins."""
+    w = (t - origin) // width_ns
+    return w, origin + (w + 1) * width_ns
 
 
 @njit(cache=True, nogil=True)
@@ -84,8 +90,7 @@ def step_window_means(time_ns, starts, values, width_ns, n_windows):
         for i in range(starts[r], stop):
             if time_ns[i] >= window_end:
                 counts[w], sums[w] = count, total
-                w = (time_ns[i] - origin) // width_ns
-                window_end = origin + (w + 1) * width_ns
+                w, window_end = _window_at(time_ns[i], origin, width_ns)
                 count, total = 0, 0.0
             count += 1
             total += v
