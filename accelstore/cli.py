@@ -1,19 +1,31 @@
 """The ``accelstore`` command line.
 
-Exit status, for every command: 0 success; 1 the command ran but not everything succeeded
-(``ingest``: at least one file failed; ``query``: no such participant); 2 bad usage or input
-(an unknown option, a path that is not a store).
+Every command's errors end in one place, :mod:`accelstore.cli_errors`: one line ``error: …`` on
+stderr and an exit status, with a traceback only under ``-v``. Exit status, for every command:
+
+- 0 success;
+- 1 the command ran but not everything succeeded (``ingest``: at least one file failed;
+  ``features``: some participants failed; ``query``, ``plot``: no such participant), the store is
+  damaged (:class:`~accelstore.errors.StoreDamageError`), or an unexpected error (a bug; the
+  line says to run with ``-v`` for its traceback);
+- 2 bad usage or input: click's usage errors (an unknown option, a bad value), an
+  :class:`~accelstore.errors.AccelstoreError` (a path that is not a store, a time outside the
+  recording, an unusable ``--scheduler``, a held writer lease), or an ``OSError`` (a path that
+  cannot be read or written: the line names it and the reason).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 import click
 
+from accelstore.cli_errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AccelstoreGroup
+from accelstore.lease import BREAK_LEASE_HELP
 from accelstore.pipelines.features import features_command
 from accelstore.pipelines.pretext import pretext_command
 from accelstore.pipelines.stream import stream_command
@@ -23,7 +35,7 @@ from accelstore.ssl.evaluate_cli import embed_command, evaluate_command
 
 log = logging.getLogger("accelstore")
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "main"]
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -33,15 +45,25 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="Log debug messages too.")
+@click.group(cls=AccelstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log debug messages too, and show the traceback of an error.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only; no progress bars.")
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """accelstore: wearable-accelerometer corpora in one chunked Zarr store.
 
-    Exit status: 0 success; 1 partly done (ingest: some files failed; query: no such
-    participant); 2 bad usage or input.
+    An error ends a command with one line on stderr, "error: ...", and an exit status (-v adds
+    the traceback).
+
+    \b
+    Exit status, for every command:
+      0  success
+      1  partly done (ingest: some files failed; features: some participants
+         failed; query, plot: no such participant), a damaged store, or an
+         unexpected error (a bug: run with -v for its traceback)
+      2  bad usage or input: an unknown option or bad value, a path that is not
+         a store or cannot be read or written, an unusable --scheduler, a store
+         another writer holds
     """
     _setup_logging(verbose, quiet)
     ctx.obj = {"progress": not quiet}
@@ -62,12 +84,25 @@ def synth(ctx: click.Context, out: Path, participants: int, days: float, seed: i
     log.info("wrote %d recording(s) to %s", len(paths), out)
 
 
+def _id_pattern(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--id-pattern``: a regular expression with a group, checked before anything runs."""
+    if value is None:
+        return None
+    try:
+        compiled = re.compile(value)
+    except re.error as error:
+        raise click.BadParameter(f"{value!r} is not a regular expression: {error}") from None
+    if not compiled.groups:
+        raise click.BadParameter(f"{value!r} has no group: its first group (…) is the participant id")
+    return value
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", "store", type=str, default=None, help="The store (path or fsspec URL). Default: DIR.zarr beside the first input.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
 @click.option("--scheduler", type=str, default=None, help="Use an existing Dask cluster: a scheduler address (tcp://host:8786) or a scheduler file (.json); 'synchronous' runs every file in this process.")
-@click.option("--id-pattern", type=str, default=None, help="Regular expression whose first group is the participant id in a file name. Default: the name without extensions (UK Biobank names give the eid).")
+@click.option("--id-pattern", type=str, default=None, callback=_id_pattern, help="Regular expression whose first group is the participant id in a file name. Default: the name without extensions (UK Biobank names give the eid).")
 @click.option("--lowpass-hz", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True, help="Butterworth low-pass cut-off, Hz.")
 @click.option("--no-lowpass", is_flag=True, help="Skip the low-pass filter.")
 @click.option("--no-calibrate", is_flag=True, help="Skip gravity calibration.")
@@ -79,8 +114,12 @@ def synth(ctx: click.Context, out: Path, participants: int, days: float, seed: i
 @click.option("--label-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="With --labels: a CSV mapping raw annotations (first column) to classes (--label-column), to merge or rename classes.")
 @click.option("--label-column", type=str, default=None, help="The label map's column holding the class (default: its second column).")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a task after an unexpected (transient) error.")
+@click.option("--break-lease", is_flag=True, help=BREAK_LEASE_HELP)
+@click.option("--csv-time-unit", type=click.Choice(["s", "ms", "us", "ns"]), default=None, help="Unit of CSV times given as numbers (epoch seconds, milliseconds, microseconds or nanoseconds), taken as the device's local clock. Without it, numeric times are refused: their unit cannot be told safely.")
+@click.option("--csv-time-format", type=str, default=None, help="strptime format of CSV text times, e.g. '%d/%m/%Y %H:%M:%S' (add %z for a UTC offset). Without it only ISO-8601 (YYYY-MM-DD hh:mm:ss[.f][+hh:mm]) is read, and day/month orders are refused. An offset never shifts a time: the local clock is stored.")
+@click.option("--max-span-days", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True, help="Refuse a recording whose first and last samples lie further apart than this, days (usually a clock that jumped); the message says where its largest gap is.")
 @click.pass_context
-def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, processing, max_days, reserve, labels, label_map, label_column, retries) -> None:
+def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, processing, max_days, reserve, labels, label_map, label_column, retries, csv_time_unit, csv_time_format, max_span_days, break_lease) -> None:
     """Ingest raw device files (.cwa, .cwa.gz, .gt3x, GENEActiv .bin, CSV time,x,y,z) from INPUTS
     (folders or files) into a store.
 
@@ -95,7 +134,8 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
         first = inputs[0].resolve()
         store = str(first.with_name(first.name + ".zarr") if first.is_dir() else first.parent.with_name(first.parent.name + ".zarr"))
     options = ProcessingOptions(
-        lowpass_hz=None if no_lowpass else lowpass_hz, calibrate=not no_calibrate, detect_nonwear=not no_nonwear, engine=processing
+        lowpass_hz=None if no_lowpass else lowpass_hz, calibrate=not no_calibrate, detect_nonwear=not no_nonwear, engine=processing,
+        csv_time_unit=csv_time_unit, csv_time_format=csv_time_format, max_span_days=max_span_days,
     )
     mapping = None
     if label_map is not None:
@@ -107,19 +147,17 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
             raise click.BadParameter(str(error), param_hint="--label-map") from None
     report = run_ingest(
         [str(p) for p in inputs], store, options=options, workers=workers, scheduler=scheduler,
-        id_pattern=id_pattern, max_days=max_days, reserve=reserve, labels=labels or mapping is not None, label_map=mapping, retries=retries, progress=ctx.obj["progress"],
+        id_pattern=id_pattern, max_days=max_days, reserve=reserve, labels=labels or mapping is not None, label_map=mapping, retries=retries, progress=ctx.obj["progress"], break_lease=break_lease,
     )
     click.echo(f"{store}: {len(report.written)} written, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
     ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
 
 
 def _open(store: str):
+    """The store, or the store layer's StoreError ("not a store", …), which the group reports."""
     from accelstore.store import open_store
 
-    try:
-        return open_store(store)
-    except (FileNotFoundError, ValueError) as error:
-        raise click.BadParameter(str(error), param_hint="STORE") from None
+    return open_store(store)
 
 
 @main.command()
@@ -158,17 +196,50 @@ def query(ctx, store: str, participant: str, start: str | None, end: str | None,
 
     opened = _open(store)
     try:
-        windows = opened.windows(participant, start, end)
-    except KeyError as error:
+        opened.participant(participant)
+    except KeyError as error:  # no such participant (a bad --start/--end is the store's InputError)
         click.echo(f"error: {error.args[0]}", err=True)
         ctx.exit(EXIT_PARTIAL)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--start/--end") from None
+    windows = opened.windows(participant, start, end)
     try:
         save_windows(windows, output)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--output") from None
     click.echo(f"{participant}: {windows.sizes['window']} windows ({int(windows['valid'].sum())} valid) → {output}")
+
+
+@main.command()
+@click.argument("store", type=str)
+@click.option("--participants", "participants", multiple=True, help="Only these participant ids (repeat the option). Default: every complete participant.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
+@click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
+@click.option("--no-mark", is_flag=True, help="Only report: do not mark damaged participants (marking takes the writer lease).")
+@click.option("--break-lease", is_flag=True, help=BREAK_LEASE_HELP)
+@click.pass_context
+def verify(ctx, store: str, participants: tuple[str, ...], workers: int | None, scheduler: str | None, no_mark: bool, break_lease: bool) -> None:
+    """Check that STORE is whole: every chunk of every complete participant decodes and passes
+    its checksum, every day with valid windows has its acceleration, and the table and day
+    summaries agree with the window arrays.
+
+    Each problem is listed. Damaged participants are marked (invisible to readers, the finding
+    recorded against their source) so that the next `accelstore ingest` redoes them from their
+    recorded source. Exit status: 0 intact, 1 damage found, 2 bad usage.
+    """
+    from accelstore.pipelines.verify import verify as run_verify
+
+    try:
+        report = run_verify(store, participants or None, workers=workers, scheduler=scheduler, mark=not no_mark, break_lease=break_lease, progress=ctx.obj["progress"])
+    except KeyError as error:
+        raise click.BadParameter(str(error.args[0]), param_hint="--participants") from None
+    for problem in report.store_damage:
+        click.echo(f"damaged: {problem}")
+    for problems in report.damaged.values():
+        for problem in problems:
+            click.echo(f"damaged: {problem}")
+    marked = " (marked: ingest redoes them)" if report.marked else ""
+    click.echo(f"{store}: {len(report.checked)} participant(s) checked, {len(report.damaged)} damaged{marked}"
+               + (", the table or day summaries damaged" if report.store_damage else ""))
+    ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
 
 
 main.add_command(features_command)

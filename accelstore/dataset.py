@@ -59,8 +59,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from accelstore.kernels import augment as augmentation
 from accelstore.kernels.pretext import TASKS, apply_pretext
-from accelstore.kernels.resample import WINDOW_SAMPLES, WINDOWS_PER_DAY
-from accelstore.store import Store, open_store
+from accelstore.errors import StoreDamageError
+from accelstore.kernels.resample import ACC_FILL, WINDOW_SAMPLES, WINDOWS_PER_DAY
+from accelstore.store import Store, open_store, read_checked, read_day_summary
 
 log = logging.getLogger(__name__)
 
@@ -440,8 +441,8 @@ class WindowDataset(IterableDataset):
     def _shards(self) -> _Shards:
         if self._shards_cache is None:
             group = self._open()
-            windows = group["day_valid_windows"][:][self.rows]
-            std_sum = group["day_std_sum"][:][self.rows]
+            windows = read_day_summary(group, "day_valid_windows", self.rows, self.path)
+            std_sum = read_day_summary(group, "day_std_sum", self.rows, self.path)
             row_index, day = np.nonzero(windows > 0)
             self._shards_cache = _Shards(self.rows[row_index], day, windows[row_index, day], std_sum[row_index, day])
             if not len(day):
@@ -484,7 +485,8 @@ class WindowDataset(IterableDataset):
         """A shard's per-window array ``name`` as one value per window of this length."""
         shards = self._shards()
         start = int(shards.day[shard]) * WINDOWS_PER_DAY
-        values = self._open()[name][int(shards.row[shard]), start : start + WINDOWS_PER_DAY]
+        where = f"{self.path}: row {int(shards.row[shard])}, day {int(shards.day[shard])}"
+        values = read_checked(self._open()[name], (int(shards.row[shard]), slice(start, start + WINDOWS_PER_DAY)), where)
         return self.length.per_unit(values, reduce)
 
     def _load(self, epoch: int, shard: int) -> _Loaded:
@@ -494,7 +496,7 @@ class WindowDataset(IterableDataset):
         row, day = int(shards.row[shard]), int(shards.day[shard])
         units = np.flatnonzero(self._day(shard, "valid", np.all))
         if self.length.joined == 1 and len(units) != shards.windows[shard] * self.length.pieces:
-            raise RuntimeError(f"{self.path}: row {row} day {day}: the day summary disagrees with `valid`")
+            raise StoreDamageError(f"{self.path}: row {row}, day {day}: the day summary disagrees with 'valid' (a lost or damaged chunk)")
         chosen = self._chosen_count(self._epoch(epoch), shard, len(units))
         if chosen < len(units):
             weights = np.nan_to_num(self._day(shard, "std", np.mean)[units]) if self.sampling == "std" else np.ones(len(units))
@@ -505,11 +507,14 @@ class WindowDataset(IterableDataset):
         pieces, joined = self.length.pieces, self.length.joined
         first, last = units[0] // pieces * joined, units[-1] // pieces * joined + joined
         start = day * WINDOWS_PER_DAY
-        acc = self._open()["acc"][row, start + first : start + last]
+        acc = read_checked(self._open()["acc"], (row, slice(start + first, start + last)), f"{self.path}: row {row}, day {day}")
         log.debug("row %d day %d: read %d windows, chose %d", row, day, last - first, len(units))
         window = start + units // pieces * joined
         offset = units % pieces * (WINDOW_SAMPLES // pieces)
-        return _Loaded(row, self.length.gather(acc, units - first // joined * pieces), window, offset)
+        chosen_acc = self.length.gather(acc, units - first // joined * pieces)
+        if (chosen_acc == ACC_FILL).any():
+            raise StoreDamageError(f"{self.path}: row {row}, day {day}: valid windows whose acceleration is absent (a lost 'acc' shard)")
+        return _Loaded(row, chosen_acc, window, offset)
 
     def _batch(self, epoch: int, codes: np.ndarray, loaded: dict[int, _Loaded]) -> dict[str, torch.Tensor]:
         shard_of, position = codes >> SHIFT, codes & MASK

@@ -15,6 +15,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from accelstore.cli_errors import AccelstoreCommand
 from accelstore.kernels.resample import WINDOW_SECONDS, WINDOWS_PER_DAY
 from accelstore.store import Store, open_store
 
@@ -125,7 +126,7 @@ def _fill_steps(ax, edges: np.ndarray, values: np.ndarray, **style) -> None:
     ax.fill_between(edges, np.append(values, values[-1]), step="post", linewidth=0, **style)
 
 
-@click.command("plot")
+@click.command("plot", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @click.argument("participant", type=str)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Image file to write (.png, .pdf, .svg).")
@@ -134,10 +135,7 @@ def plot_command(ctx: click.Context, store: str, participant: str, output: Path)
     """Plot PARTICIPANT's activity from STORE: one row per day, minute-level ENMO, non-wear shaded."""
     from accelstore.cli import EXIT_PARTIAL
 
-    try:
-        opened = open_store(store)
-    except (FileNotFoundError, ValueError) as error:
-        raise click.BadParameter(str(error), param_hint="STORE") from None
+    opened = open_store(store)  # a path that is not a store: StoreError, reported by AccelstoreCommand
     try:
         plot_activity(opened, participant, output)
     except KeyError as error:

@@ -110,3 +110,12 @@ def test_participant_id_from_file_name(name, pattern, expected):
 def test_id_pattern_that_does_not_match_names_the_file():
     with pytest.raises(ValueError, match="other.cwa"):
         participant_id("other.cwa", r"subject-(\d+)")
+
+
+def test_reader_errors_survive_pickling_as_between_dask_workers():
+    import pickle
+
+    from accelstore.readers import SpanTooLongError
+
+    error = pickle.loads(pickle.dumps(SpanTooLongError("/data/P1.csv", "spans 90 days")))
+    assert type(error) is SpanTooLongError and str(error) == "/data/P1.csv: too long: spans 90 days" and error.path == "/data/P1.csv"

@@ -67,12 +67,16 @@ def test_windows_are_addressed_from_day0_not_from_the_first_sample():
     assert acc[0, 0, 0] == 100 and acc[2, 2, 0] == 120  # window 10 starts at 100 s, window 12 at 120 s
 
 
-def test_values_beyond_the_int16_range_saturate():
-    time = np.arange(0.0, 11.0, 0.01)
-    xyz = np.full((time.size, 3), 40.0, dtype=np.float32)
-    xyz[:, 1] = -40.0
-    acc, valid = resample_windows(time, xyz, 0, 1)
-    assert valid[0] and acc[0, 0, 0] == 32767 and acc[0, 1, 0] == -32767
+def test_values_beyond_the_int16_range_invalidate_their_window_instead_of_saturating():
+    time = np.arange(0.0, 31.0, 0.01)
+    xyz = np.full((time.size, 3), 32.767, dtype=np.float32)  # the largest value stored
+    xyz[:, 1] = -32.767
+    xyz[(time > 14.0) & (time < 14.2), 0] = 40.0  # beyond it, inside window 1 only
+    xyz[(time > 24.0) & (time < 24.2), 1] = -32.768
+    acc, valid = resample_windows(time, xyz, 0, 3)
+    assert valid.tolist() == [True, False, False]
+    assert acc[0, 0, 0] == 32767 and acc[0, 1, 0] == -32767
+    assert np.all(acc[1:] == ACC_FILL)
 
 
 def test_window_stats_match_numpy():
@@ -93,3 +97,16 @@ def test_still_window_at_one_g_has_zero_std_and_enmo():
     acc[0, 2] = 1000
     std, enmo = window_stats(acc, np.array([True]))
     assert std[0] == pytest.approx(0.0) and enmo[0] == pytest.approx(0.0)
+
+
+def test_the_out_of_range_count_follows_the_kernels_rule():
+    values = np.array([32.767, -32.767, 32.7674, 32.7675, -32.7675, 40.0, np.inf, np.nan, 0.0], dtype=np.float32)
+    beyond = np.array([False, False, False, True, True, True, True, False, False])
+    zeros = np.zeros_like(values)
+    assert resample.out_of_range_samples(values, zeros, zeros) == beyond.sum() == 4
+    assert resample.out_of_range_samples(zeros, zeros, values) == 4
+    for value, expected in zip(values[:6], beyond[:6]):  # the kernel invalidates exactly those windows
+        time = np.arange(0.0, 11.0, 0.01)
+        xyz = np.zeros((time.size, 3), dtype=np.float32)
+        xyz[:, 2] = value
+        assert resample_windows(time, xyz, 0, 1)[1][0] == (not expected)

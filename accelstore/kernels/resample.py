@@ -4,7 +4,8 @@ The grid is fixed: 30 Hz samples in 10-s windows, window ``w`` starting ``w × 1
 participant's ``day0``. Input times are int64 nanoseconds on the device clock and the three axes
 are separate float32 arrays in g (NaN in non-wear) — the reader's own column arrays, so nothing
 the size of the recording is copied. Output acceleration is int16 milli-g with ``ACC_FILL`` in
-every window that is not fully covered.
+every window that is not fully covered, or that holds a value int16 milli-g cannot (beyond
+±32.767 g): such a value is never clipped into a window that still reads as valid.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
 WINDOWS_PER_DAY = 24 * 3600 // WINDOW_SECONDS
 ACC_FILL = np.int16(-32768)
 MAX_GAP_SECONDS = 1.0
+MAX_MILLI_G = 32767.0
+"""The largest magnitude stored, in milli-g (−32768 is ``ACC_FILL``)."""
 
 
 @njit(cache=True, nogil=True)
@@ -39,7 +42,8 @@ def resample_windows(time_ns, day0_ns, x, y, z, first_window, n_windows, max_gap
 
     Returns ``acc`` int16 milli-g ``(n_windows, 3, 300)`` and ``valid`` bool ``(n_windows,)``.
     A window is valid when every one of its 300 grid points lies between two finite samples at
-    most ``max_gap`` seconds apart (or on a finite sample); otherwise it holds ``ACC_FILL``.
+    most ``max_gap`` seconds apart (or on a finite sample) and every interpolated value rounds to
+    within ±32767 milli-g; otherwise it holds ``ACC_FILL``.
     """
     acc = np.empty((n_windows, 3, WINDOW_SAMPLES), dtype=np.int16)
     valid = np.zeros(n_windows, dtype=np.bool_)
@@ -65,9 +69,9 @@ def resample_windows(time_ns, day0_ns, x, y, z, first_window, n_windows, max_gap
             t_j = (time_ns[j] - day0_ns) * 1e-9
             if t_j == t:
                 for c in range(3):
-                    v = axes[c][j]
-                    ok = ok and np.isfinite(v)
-                    acc[w, c, k] = _to_milli_g(v)
+                    m = np.rint(axes[c][j] * 1000.0)
+                    ok = ok and _storable(m)
+                    acc[w, c, k] = np.int16(m) if ok else 0
             else:
                 dt = (time_ns[j + 1] - time_ns[j]) * 1e-9
                 if dt > max_gap:
@@ -75,9 +79,9 @@ def resample_windows(time_ns, day0_ns, x, y, z, first_window, n_windows, max_gap
                     break
                 frac = (t - t_j) / dt
                 for c in range(3):
-                    v = axes[c][j] + frac * (axes[c][j + 1] - axes[c][j])
-                    ok = ok and np.isfinite(v)
-                    acc[w, c, k] = _to_milli_g(v)
+                    m = np.rint((axes[c][j] + frac * (axes[c][j + 1] - axes[c][j])) * 1000.0)
+                    ok = ok and _storable(m)
+                    acc[w, c, k] = np.int16(m) if ok else 0
             if not ok:
                 break
         valid[w] = ok
@@ -87,15 +91,23 @@ def resample_windows(time_ns, day0_ns, x, y, z, first_window, n_windows, max_gap
 
 
 @njit(cache=True, nogil=True)
-def _to_milli_g(v):
-    if not np.isfinite(v):
-        return 0
-    m = np.rint(v * 1000.0)
-    if m > 32767.0:
-        return 32767
-    if m < -32767.0:
-        return -32767
-    return np.int16(m)
+def _storable(m):
+    """Whether rounded milli-g ``m`` fits the store (False for NaN and ±inf too: comparisons fail)."""
+    return -MAX_MILLI_G <= m <= MAX_MILLI_G
+
+
+@njit(cache=True, nogil=True)
+def out_of_range_samples(x, y, z):
+    """Samples with any axis beyond what int16 milli-g holds: those :func:`resample_windows` invalidates.
+
+    The kernel's rule: a value × 1000 rounds beyond ±32767 exactly when its magnitude reaches
+    32767.5 (ties round to even: 32768); NaN is absent, not beyond. One pass, nothing allocated.
+    """
+    count = 0
+    for i in range(x.shape[0]):
+        if abs(x[i] * 1000.0) >= MAX_MILLI_G + 0.5 or abs(y[i] * 1000.0) >= MAX_MILLI_G + 0.5 or abs(z[i] * 1000.0) >= MAX_MILLI_G + 0.5:
+            count += 1
+    return count
 
 
 @njit(cache=True, nogil=True)
@@ -147,4 +159,7 @@ def warm_up() -> None:
     for writeable in (True, False):
         time_ns.flags.writeable = writeable
         acc, valid = resample_windows(time_ns, np.int64(0), axis, axis, axis, 0, 2)
+        screened = axis.copy()  # the readers' axes come both ways too: the .cwa reader's writeable, pandas' not
+        screened.flags.writeable = writeable
+        out_of_range_samples(screened, screened, screened)
     window_stats(acc, valid)

@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 from accelstore import store as layout
+from accelstore.cli_errors import AccelstoreCommand
+from accelstore.lease import BREAK_LEASE_HELP
 from accelstore.kernels.resample import ACC_FILL, warm_up, window_stats
 from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
-from accelstore.store import MetadataWriter, ParticipantWriter, day_span, open_store, recorded_days, summarise_days
+from accelstore.store import ParticipantWriter, day_span, open_store, read_day_summary, recorded_days, store_writer, summarise_days
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ def recompute(
     scheduler: str | None = None,
     retries: int = 2,
     progress: bool = True,
+    break_lease: bool = False,
 ) -> FeaturesReport:
     """Recompute ``valid``, ``std``, ``enmo`` and the day summary of ``participants`` (default: all).
 
@@ -104,9 +107,6 @@ def recompute(
     """
     store_path = absolute(store_path)
     table = complete_participants(store_path, participants)
-    writer = MetadataWriter(layout.open_group(store_path, mode="r+"))
-    day_valid = writer.group["day_valid_windows"][:]
-    day_std = writer.group["day_std_sum"][:]
     tasks = [
         FeatureTask(store_path, str(pid), int(info["row"]), int(info["first_window"]), int(info["n_windows"]))
         for pid, info in table.iterrows()
@@ -114,24 +114,27 @@ def recompute(
     stored_valid_windows = dict(zip(table.index, table["valid_windows"].astype(int)))
     report = FeaturesReport(store_path)
     log.info("recomputing features of %d participant(s) in %s", len(tasks), store_path)
-    with task_client(workers, scheduler, warm=warm_up) as client, progress_bar(len(tasks), "features", progress) as bar:
-        for task, result in run_tasks(client, recompute_participant, tasks, retries):
-            bar.update()
-            if isinstance(result, TaskError):
-                report.failed[task.participant] = result.message
-                log.warning("features of %s failed: %s", task.participant, result.message)
-                continue
-            report.recomputed.append(task.participant)
-            summary_changed = not (
-                np.array_equal(day_valid[task.row], result.day_valid_windows)
-                and np.array_equal(day_std[task.row], result.day_std_sum)
-                and stored_valid_windows[task.participant] == int(result.day_valid_windows.sum())
-            )
-            if summary_changed:
-                writer.write_day_summary(task.row, result.day_valid_windows, result.day_std_sum)
-                writer.set_rows(np.array([task.row]), valid_windows=int(result.day_valid_windows.sum()))
-            if result.rewritten or summary_changed:
-                report.changed.append(task.participant)
+    with store_writer(store_path, "features", break_lease=break_lease) as writer:
+        day_valid = read_day_summary(writer.group, "day_valid_windows", slice(None), store_path)
+        day_std = read_day_summary(writer.group, "day_std_sum", slice(None), store_path)
+        with task_client(workers, scheduler, warm=warm_up) as client, progress_bar(len(tasks), "features", progress) as bar:
+            for task, result in run_tasks(client, recompute_participant, tasks, retries):
+                bar.update()
+                if isinstance(result, TaskError):
+                    report.failed[task.participant] = result.message
+                    log.warning("features of %s failed: %s", task.participant, result.message)
+                    continue
+                report.recomputed.append(task.participant)
+                summary_changed = not (
+                    np.array_equal(day_valid[task.row], result.day_valid_windows)
+                    and np.array_equal(day_std[task.row], result.day_std_sum)
+                    and stored_valid_windows[task.participant] == int(result.day_valid_windows.sum())
+                )
+                if summary_changed:
+                    writer.write_day_summary(task.row, result.day_valid_windows, result.day_std_sum)
+                    writer.set_rows(np.array([task.row]), valid_windows=int(result.day_valid_windows.sum()))
+                if result.rewritten or summary_changed:
+                    report.changed.append(task.participant)
     log.info(
         "features of %s: %d recomputed, %d changed, %d failed",
         store_path, len(report.recomputed), len(report.changed), len(report.failed),
@@ -142,13 +145,14 @@ def recompute(
 # ---------------------------------------------------------------- the command line
 
 
-@click.command("features")
+@click.command("features", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @click.option("--participants", "participants", multiple=True, help="Only these participant ids (repeat the option). Default: every complete participant.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
 @click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
+@click.option("--break-lease", is_flag=True, help=BREAK_LEASE_HELP)
 @click.pass_context
-def features_command(ctx: click.Context, store: str, participants: tuple[str, ...], workers: int | None, scheduler: str | None) -> None:
+def features_command(ctx: click.Context, store: str, participants: tuple[str, ...], workers: int | None, scheduler: str | None, break_lease: bool) -> None:
     """Recompute valid, std, enmo and the day summary of STORE from its acceleration.
 
     Idempotent: participants whose stored features already match are left untouched.
@@ -157,10 +161,8 @@ def features_command(ctx: click.Context, store: str, participants: tuple[str, ..
     from accelstore.cli import EXIT_OK, EXIT_PARTIAL
 
     try:
-        report = recompute(store, participants or None, workers=workers, scheduler=scheduler, progress=show_progress(ctx))
-    except (FileNotFoundError, ValueError) as error:
-        raise click.BadParameter(str(error), param_hint="STORE") from None
-    except KeyError as error:
+        report = recompute(store, participants or None, workers=workers, scheduler=scheduler, progress=show_progress(ctx), break_lease=break_lease)
+    except KeyError as error:  # an unknown participant; not a store, a damaged one: StoreError, for AccelstoreCommand
         raise click.BadParameter(str(error.args[0]), param_hint="--participants") from None
     click.echo(f"{store}: {len(report.recomputed)} recomputed, {len(report.changed)} changed, {len(report.failed)} failed")
     for pid, message in sorted(report.failed.items()):

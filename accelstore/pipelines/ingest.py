@@ -24,9 +24,10 @@ from accelstore.kernels import resample
 from accelstore.kernels.labels import window_labels
 from accelstore.labels import annotation_codes, scan_classes
 from accelstore.kernels.resample import WINDOW_SECONDS, WINDOWS_PER_DAY, resample_windows, window_stats
+from accelstore.discovery import discover
 from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
-from accelstore.readers import ProcessingOptions, ReaderError, file_digest, is_supported, read_recording
-from accelstore.store import MetadataWriter, ParticipantWriter, Status, day_span, recorded_days, summarise_days
+from accelstore.readers import ProcessingOptions, ReaderError, file_digest, read_recording
+from accelstore.store import MetadataWriter, ParticipantWriter, Status, day_span, recorded_days, store_writer, summarise_days
 
 log = logging.getLogger(__name__)
 
@@ -40,25 +41,14 @@ def participant_id(path: str | os.PathLike, id_pattern: str | None = None) -> st
         match = re.search(id_pattern, name)
         if match is None or not match.groups():
             raise ValueError(f"--id-pattern {id_pattern!r} does not match (or has no group) in '{name}'")
-        return match.group(1)
-    stem = name.split(".", 1)[0]
-    uk_biobank = UK_BIOBANK_NAME.match(stem)
-    return uk_biobank.group(1) if uk_biobank else stem
-
-
-def discover(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files to ingest: supported files in each folder (recursively), plus files named directly."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
-            ignored = [p for p in found if not is_supported(p)]
-            if ignored:
-                log.info("ignoring %d file(s) of no supported format in %s, e.g. %s", len(ignored), item, ignored[0].name)
-            files += [p for p in found if is_supported(p)]
-        else:
-            files.append(item)
-    return [p.resolve() for p in files]
+        pid = match.group(1) or ""
+    else:
+        stem = name.split(".", 1)[0]
+        uk_biobank = UK_BIOBANK_NAME.match(stem)
+        pid = uk_biobank.group(1) if uk_biobank else stem
+    if not pid.strip():
+        raise ValueError(f"'{name}' gives an empty participant id" + (f" (--id-pattern {id_pattern!r})" if id_pattern else ""))
+    return pid
 
 
 # ---------------------------------------------------------------- the worker's task
@@ -82,7 +72,7 @@ class FileTask:
     row: int
     store: str
     options: ProcessingOptions
-    expected: tuple[int, str] | None = None  # (size, hash) of the complete row: skip when equal
+    expected: tuple[int, str] | None = None  # (size, hash) of the complete row: skip when equal, else check it reads
     clear_stale: bool = False  # the row may hold shards of an earlier attempt
     labels: LabelSpec | None = None  # labelled ingest: window labels from the file's annotations
 
@@ -90,7 +80,7 @@ class FileTask:
 @dataclass
 class FileResult:
     task: FileTask
-    outcome: str  # "written", "unchanged", "changed", "too_long", "failed"
+    outcome: str  # "written", "unchanged", "changed" (and reads), "too_long", "failed"
     size: int = 0
     digest: str = ""
     windows_needed: int = 0
@@ -104,20 +94,28 @@ class FileResult:
 def ingest_file(task: FileTask) -> FileResult:
     """Read, process and write one file's participant. Bad input is a 'failed' result, not an exception."""
     try:
-        size = task.path.stat().st_size
+        before = task.path.stat()
+        size = before.st_size
         digest = file_digest(task.path)
     except OSError as error:
-        return FileResult(task, "failed", error="unreadable", message=f"{task.path}: {error.strerror or error}")
-    if task.expected is not None:
-        outcome = "unchanged" if task.expected == (size, digest) else "changed"
-        return FileResult(task, outcome, size=size, digest=digest)
+        return FileResult(task, "failed", error="unreadable", message=f"{task.path}: unreadable: {error.strerror or error}")
+    if task.expected == (size, digest):
+        return FileResult(task, "unchanged", size=size, digest=digest)
     try:
         recording = read_recording(task.path, task.options, _thread_buffers())
+        after = task.path.stat()
     except ReaderError as error:
         return FileResult(task, "failed", size=size, digest=digest, error=error.kind, message=str(error))
+    except OSError as error:
+        return FileResult(task, "failed", size=size, digest=digest, error="unreadable", message=f"{task.path}: unreadable: {error.strerror or error}")
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        message = f"{task.path}: changed while it was being read; run ingest again"
+        return FileResult(task, "failed", size=size, digest=digest, error="changed while reading", message=message)
     if task.labels is not None and recording.annotation is None:
         message = f"{task.path}: no annotations: labelled ingest needs a CSV with an 'annotation' column"
         return FileResult(task, "failed", size=size, digest=digest, error="unlabelled", message=message)
+    if task.expected is not None:  # a complete row's file changed and reads: the driver redoes the row
+        return FileResult(task, "changed", size=size, digest=digest)
 
     day0 = recording.time[0].astype("datetime64[D]")
     day0_ns = np.int64(day0.astype("datetime64[ns]").astype(np.int64))
@@ -161,10 +159,13 @@ def ingest_file(task: FileTask) -> FileResult:
         "source": str(task.path),
         "source_size": size,
         "source_hash": digest,
+        "utc_offset": str(info.get("UtcOffset", "")),
         "device_rate": recording.sample_rate,
-        "calibrated": bool(info.get("CalibOK", 0)),
+        "calibrated": int(bool(info.get("CalibOK", 0))),
         "calib_error_mg": float(info.get("CalibErrorAfter(mg)", np.nan)),
         "read_errors": int(info.get("ReadErrors", 0)),
+        "non_finite_samples": int(info.get("NonFiniteSamples", 0)),
+        "out_of_range_samples": int(info.get("OutOfRangeSamples", 0)),
         "wear_days": float(info.get("WearTime(days)", np.nan)),
         "valid_windows": int(day_valid.sum()),
     }
@@ -219,7 +220,7 @@ class _Plan:
             try:
                 pid = participant_id(path, id_pattern)
             except ValueError as error:
-                self._fail(path, "", "bad id", str(error))
+                self._fail(path, "", "bad id", f"{path}: {error}")
                 continue
             if pid in seen:
                 self._fail(path, pid, "duplicate id", f"{path}: participant id {pid!r} is also given by {seen[pid]}")
@@ -261,47 +262,66 @@ def ingest(
     label_map: dict[str, str] | None = None,
     retries: int = 2,
     progress: bool = True,
+    break_lease: bool = False,
 ) -> IngestReport:
     """Ingest every supported file under ``inputs`` into ``store``.
 
     A new store gets ``max_days`` days of window address space and ``reserve`` empty participant
     rows (absent data costs nothing, so a store can be sized for a whole cohort up front).
     ``labels``: CSVs carry an ``annotation`` column; each window gets the class covering at least
-    half of it (``label_map`` merges or renames annotations first).
-    """
-    files = discover(inputs)
-    store = absolute(store)
-    group = _open_or_create(store, max_days, reserve)
-    writer = MetadataWriter(group)
-    label_spec = None
-    if labels:
-        classes = writer.add_classes(scan_classes(files, label_map))
-        label_spec = LabelSpec(tuple(classes), tuple(sorted(label_map.items())) if label_map is not None else None)
-        log.info("labelled ingest: %d classes (%s)", len(classes), ", ".join(classes))
-    plan = _Plan(files, writer, store, options, id_pattern, label_spec)
-    report = IngestReport(store)
-    failures = writer.failures()
-    for source, failure in plan.failed.items():
-        _record_failure(report, failures, source, failure)
-    writer.set_failures(failures)
-    log.info("%d file(s): %d task(s), %d refused before reading", len(files), len(plan.tasks), len(plan.failed))
+    half of it (``label_map`` merges or renames annotations first). Participants that ``verify``
+    found damaged are redone from their recorded source, whether or not it is among ``inputs``.
 
-    with task_client(workers, scheduler, warm=warm_up) as client:
-        with progress_bar(len(plan.tasks), "ingest", progress, unit="file") as bar:
-            tasks = plan.tasks
-            while tasks:
-                deferred: list[FileResult] = []
-                for task, result in run_tasks(client, ingest_file, tasks, retries):
-                    result = _file_result(task, result)
-                    if result.outcome in ("changed", "too_long"):
-                        deferred.append(result)
-                    else:
-                        _apply(result, writer, report, failures)
-                        bar.update()
-                tasks = list(_replan(deferred, writer)) if deferred else []
-    writer.set_failures(failures)
+    The run holds the store's writer lease (:mod:`accelstore.lease`): a second writer is refused
+    with :class:`~accelstore.errors.LeaseHeldError`; ``break_lease`` takes it from a holder that is
+    certainly gone.
+    """
+    files, unreadable = discover(inputs)
+    store = absolute(store)
+    with store_writer(store, "ingest", break_lease=break_lease, create={"max_days": max_days, "participants": reserve}) as writer:
+        files += _damaged_sources(writer, files)
+        label_spec = None
+        if labels:
+            classes = writer.add_classes(scan_classes(files, label_map))
+            label_spec = LabelSpec(tuple(classes), tuple(sorted(label_map.items())) if label_map is not None else None)
+            log.info("labelled ingest: %d classes (%s)", len(classes), ", ".join(classes))
+        plan = _Plan(files, writer, store, options, id_pattern, label_spec)
+        report = IngestReport(store)
+        failures = writer.failures()
+        for error in unreadable:
+            _record_failure(report, failures, error.path, {"id": "", "error": error.kind, "message": str(error)})
+        for source, failure in plan.failed.items():
+            _record_failure(report, failures, source, failure)
+        writer.set_failures(failures)
+        log.info("%d file(s): %d task(s), %d refused before reading", len(files), len(plan.tasks), len(plan.failed) + len(unreadable))
+
+        with task_client(workers, scheduler, warm=warm_up) as client:
+            with progress_bar(len(plan.tasks), "ingest", progress, unit="file") as bar:
+                tasks = plan.tasks
+                while tasks:
+                    deferred: list[FileResult] = []
+                    for task, result in run_tasks(client, ingest_file, tasks, retries):
+                        result = _file_result(task, result)
+                        if result.outcome in ("changed", "too_long"):
+                            deferred.append(result)
+                        else:
+                            _apply(result, writer, report, failures)
+                            bar.update()
+                    tasks = list(_replan(deferred, writer)) if deferred else []
+        writer.set_failures(failures)
     _log_summary(report)
     return report
+
+
+def _damaged_sources(writer: MetadataWriter, files: list[Path]) -> list[Path]:
+    """The recorded sources of rows that ``verify`` marked damaged, unless already among ``files``."""
+    table = writer.table()
+    given = set(files)
+    sources = [Path(source) for source in table.loc[table["status"] == Status.DAMAGED, "source"]]
+    extra = [source for source in dict.fromkeys(sources) if source not in given]
+    if extra:
+        log.info("redoing %d participant(s) that verify found damaged, from their recorded sources", len(extra))
+    return extra
 
 
 def warm_up() -> None:
@@ -330,13 +350,12 @@ def _file_result(task: FileTask, result: FileResult | TaskError) -> FileResult:
 
 
 def _replan(deferred: list[FileResult], writer: MetadataWriter) -> Iterator[FileTask]:
-    """Second round: rows whose file changed, and recordings longer than the window axis."""
+    """Second round: rows whose file changed (and reads), and recordings longer than the window axis."""
     writer.ensure_windows(max(r.windows_needed for r in deferred))
     rows = np.array([r.task.row for r in deferred])
     writer.set_rows(rows, status=Status.WRITING)
     for result in deferred:
-        task = result.task
-        yield replace(task, expected=None, clear_stale=True)
+        yield replace(result.task, expected=None, clear_stale=True)
 
 
 def _apply(result: FileResult, writer: MetadataWriter, report: IngestReport, failures: dict) -> None:
@@ -350,10 +369,13 @@ def _apply(result: FileResult, writer: MetadataWriter, report: IngestReport, fai
         report.written.append(task.participant)
         if failures.pop(source, None) is not None:
             writer.set_failures(failures)
-    elif result.outcome == "unchanged":
+    elif result.outcome == "unchanged":  # a failure recorded for it earlier (the file was broken, then restored) is over
         report.unchanged.append(task.participant)
+        if failures.pop(source, None) is not None:
+            writer.set_failures(failures)
     else:
-        writer.set_rows(np.array([task.row]), status=Status.FAILED)
+        if task.expected is None:  # a complete row keeps its data and stays visible
+            writer.set_rows(np.array([task.row]), status=Status.FAILED)
         _record_failure(report, failures, source, {"id": task.participant, "error": result.error, "message": result.message})
         writer.set_failures(failures)
 
@@ -371,10 +393,3 @@ def _log_summary(report: IngestReport) -> None:
     )
     for failure in sorted(report.failed.values(), key=lambda f: f["message"]):
         log.error("not ingested: %s", failure["message"])
-
-
-def _open_or_create(store: str, max_days: int, reserve: int):
-    try:
-        return layout.open_group(store, mode="r+")
-    except FileNotFoundError:
-        return layout.create_store(store, max_days=max_days, participants=reserve)

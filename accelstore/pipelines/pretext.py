@@ -26,12 +26,14 @@ import click
 import numpy as np
 
 from accelstore import store as layout
+from accelstore.cli_errors import AccelstoreCommand
 from accelstore.cli_lists import comma_list
+from accelstore.lease import BREAK_LEASE_HELP
 from accelstore.kernels.pretext import TASKS, apply_pretext
 from accelstore.kernels.resample import WINDOW_SAMPLES
 from accelstore.pipelines.features import complete_participants, show_progress
 from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
-from accelstore.store import MetadataWriter, Store, acc_to_g
+from accelstore.store import MetadataWriter, Store, acc_to_g, store_writer
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -203,6 +205,7 @@ def build_validation_set(
     scheduler: str | None = None,
     retries: int = 2,
     progress: bool = True,
+    break_lease: bool = False,
 ) -> ValidationSetReport:
     """Hold participants out, draw ``windows`` of their valid windows ∝ std, transform, store.
 
@@ -218,21 +221,21 @@ def build_validation_set(
     table = complete_participants(store_path)
     holdout = choose_holdout(table.index, holdout_fraction, seed)
     held = {pid: int(row) for pid, row in table.loc[holdout, "row"].items()}
-    with task_client(workers, scheduler, warm=warm_up) as client:
+    with store_writer(store_path, "pretext", break_lease=break_lease) as writer, task_client(workers, scheduler, warm=warm_up) as client:
         draws = [DrawTask(store_path, pid, row, int(table.at[pid, "n_windows"]), seed, windows) for pid, row in held.items()]
         rows, window_index = _draw(client, draws, windows, retries, progress)
-        writer = MetadataWriter(layout.open_group(store_path, mode="r+"))
         _record_holdout(writer, holdout)
         spans = {int(row): _span(rows, row) for row in np.unique(rows)}  # each participant's windows are one run
         transforms = [
             TransformTask(store_path, pid, row, window_index[spans[row]], seed, tasks, p) for pid, row in held.items() if row in spans
         ]
         x, labels = _transform(client, transforms, spans, windows, retries, progress)
-    attrs = {
-        "windows": windows, "holdout_fraction": holdout_fraction, "seed": seed, "tasks": list(tasks), "p": p,
-        "holdout": holdout, "selection": "without replacement, probability proportional to std among valid windows",
-    }
-    _write_validation_set(writer.group, x, labels, rows, window_index, attrs)
+        attrs = {
+            "windows": windows, "holdout_fraction": holdout_fraction, "seed": seed, "tasks": list(tasks), "p": p,
+            "holdout": holdout, "selection": "without replacement, probability proportional to std among valid windows",
+        }
+        writer.check_lease()
+        _write_validation_set(writer.group, x, labels, rows, window_index, attrs)
     drawn = {transform.participant: int(transform.windows.size) for transform in transforms}
     log.info("validation set of %d windows from %d held-out participant(s) in %s", windows, len(holdout), store_path)
     return ValidationSetReport(store_path, holdout, windows, drawn)
@@ -332,7 +335,7 @@ def read_validation_set(store: Store | str) -> ValidationSet:
 # ---------------------------------------------------------------- the command line
 
 
-@click.command("pretext")
+@click.command("pretext", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @click.option("--windows", type=click.IntRange(min=1), required=True, help="Windows in the validation set.")
 @click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), required=True, help="Fraction of participants held out of training.")
@@ -340,8 +343,9 @@ def read_validation_set(store: Store | str) -> ValidationSet:
 @click.option("--tasks", type=str, default=",".join(DEFAULT_TASKS), show_default=True, callback=comma_list(TASKS), help=f"Comma-separated pretext tasks, of: {', '.join(TASKS)}.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
 @click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
+@click.option("--break-lease", is_flag=True, help=BREAK_LEASE_HELP)
 @click.pass_context
-def pretext_command(ctx: click.Context, store: str, windows: int, holdout_fraction: float, seed: int, tasks: tuple[str, ...], workers: int | None, scheduler: str | None) -> None:
+def pretext_command(ctx: click.Context, store: str, windows: int, holdout_fraction: float, seed: int, tasks: tuple[str, ...], workers: int | None, scheduler: str | None, break_lease: bool) -> None:
     """Build STORE's fixed pretext validation set from held-out participants.
 
     Holds out a seeded fraction of the participants (recorded in the store so that training skips
@@ -350,10 +354,9 @@ def pretext_command(ctx: click.Context, store: str, windows: int, holdout_fracti
     """
     try:
         report = build_validation_set(
-            store, windows, holdout_fraction, seed, tasks, workers=workers, scheduler=scheduler, progress=show_progress(ctx)
+            store, windows, holdout_fraction, seed, tasks, workers=workers, scheduler=scheduler, progress=show_progress(ctx),
+            break_lease=break_lease,
         )
-    except FileNotFoundError as error:
-        raise click.BadParameter(str(error), param_hint="STORE") from None
-    except ValueError as error:
+    except ValueError as error:  # too few participants, …; not a store: StoreError, for AccelstoreCommand
         raise click.UsageError(str(error)) from None
     click.echo(f"{store}: {report.windows} windows from {len(report.drawn)} of {len(report.holdout)} held-out participant(s)")

@@ -3,17 +3,28 @@
 Shared by the pipelines (ingest, features, pretext): the driver makes a client with
 :func:`task_client`, submits with :func:`run_tasks`, takes results as they complete, and stays
 the only metadata writer.
+
+Errors, either way: an error that running the task again would only repeat
+(:func:`is_deterministic`) is that task's failure at once; any other is retried; neither stops
+the other tasks. A worker logs nothing of a task's error unless the root logger is at DEBUG: the
+failure comes back as the task's :class:`TaskError`, which its driver reports.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from accelstore.errors import AccelstoreError, InputError
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -23,15 +34,64 @@ log = logging.getLogger(__name__)
 SYNCHRONOUS = "synchronous"
 """``scheduler`` value that runs every task in this process, one after another, without Dask."""
 
+SCHEDULER_CONNECT_TIMEOUT = 10
+"""Seconds to wait for an existing cluster's scheduler (``--scheduler``) to answer."""
+
 TaskT = TypeVar("TaskT")
 ResultT = TypeVar("ResultT")
 
 
 @dataclass(frozen=True)
 class TaskError:
-    """A task that still raised after its retries, or whose worker died."""
+    """A task that raised a deterministic error, still raised after its retries, or whose worker died."""
 
     message: str
+
+
+def is_deterministic(error: BaseException) -> bool:
+    """Whether running the task again can only raise ``error`` again, so that it is never retried.
+
+    Deterministic: :class:`~accelstore.errors.AccelstoreError` (a bad input, a damaged store, a
+    held lease), :class:`~accelstore.readers.ReaderError` (a bad raw file), and ``ValueError`` and
+    ``TypeError``: a task is a pure function of its arguments and the data it reads, and these say
+    that the data or the code is wrong, never that the machine or the network hiccupped, so a
+    retry would fail the same way after costing the same time again.
+
+    Everything else is retried: ``OSError`` (a network file system or object store that failed
+    for a moment, a full disk since cleaned), ``MemoryError`` (the memory of another task on the
+    worker may be free now), a dead worker, and any exception we do not know (a storage client's
+    own connection errors are not all ``OSError``).
+    """
+    from accelstore.readers import ReaderError  # imported here: the command line starts faster
+
+    return isinstance(error, (AccelstoreError, ReaderError, ValueError, TypeError))
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """What a worker returns instead of raising a deterministic error (which Dask would retry)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class _RetryOnlyTransient(Generic[TaskT, ResultT]):
+    """``function``, returning a deterministic error as :class:`_Failed` instead of raising it.
+
+    Dask retries a task whatever it raised; what this returns is a result, so it is not retried,
+    and the worker logs no "Compute Failed" traceback for it. (It also never has to pickle the
+    exception back: a ``ReaderError`` does not unpickle.)
+    """
+
+    function: Callable[[TaskT], ResultT]
+
+    def __call__(self, task: TaskT) -> ResultT | _Failed:
+        try:
+            return self.function(task)
+        except Exception as error:
+            if is_deterministic(error):
+                return _Failed(describe(error))
+            raise
 
 
 @contextmanager
@@ -39,15 +99,17 @@ def task_client(workers: int | None, scheduler: str | None, warm: Callable[[], N
     """A client of :func:`dask_client`, or None for ``SYNCHRONOUS``.
 
     ``warm`` runs here first and then once on every worker, so that workers load Numba's cache
-    instead of racing to write it.
+    instead of racing to write it. (Here once the client is up: a ``--scheduler`` that cannot be
+    used fails before the seconds of warming, and a LocalCluster's workers start meanwhile.)
     """
-    if warm is not None:
-        warm()
     if scheduler == SYNCHRONOUS:
+        if warm is not None:
+            warm()
         yield None
         return
     with dask_client(workers, scheduler) as client:
         if warm is not None:
+            warm()
             client.run(warm)
         yield client
 
@@ -58,19 +120,23 @@ def run_tasks(
     """Run ``function`` on every task and yield ``(task, result)`` as each completes.
 
     With a client: one Dask task each, in completion order. Without (``SYNCHRONOUS``): in this
-    process, in order. Either way an exception that survives ``retries`` becomes a
-    :class:`TaskError`, so one bad task never stops the others.
+    process, in order. Either way a deterministic error (:func:`is_deterministic`) becomes that
+    task's :class:`TaskError` at once, and any other exception does once it survives ``retries``
+    retries, so one bad task never stops the others.
     """
     if client is None:
         for task in tasks:
             yield task, _call_with_retries(function, task, retries)
         return
     from dask.distributed import as_completed
+    from dask.utils import funcname
 
+    wrapped = _RetryOnlyTransient(function)
+    prefix = funcname(function)  # keys named after the function, as Dask names them itself
     submitted: dict[str, TaskT] = {}
     completed = as_completed()
     for task in tasks:
-        future = client.submit(function, task, retries=retries, pure=False)
+        future = client.submit(wrapped, task, retries=retries, pure=False, key=f"{prefix}-{uuid.uuid4().hex}")
         submitted[future.key] = task
         completed.add(future)
     for future in completed:
@@ -79,6 +145,8 @@ def run_tasks(
             result = future.result()
         except Exception as error:  # noqa: BLE001 — a task's error (or its worker's death) is that task's failure
             result = TaskError(describe(error))
+        if isinstance(result, _Failed):
+            result = TaskError(result.message)
         yield task, result
 
 
@@ -87,8 +155,8 @@ def _call_with_retries(function: Callable[[TaskT], ResultT], task: TaskT, retrie
     while True:
         try:
             return function(task)
-        except Exception as error:  # noqa: BLE001 — as on a cluster: retried, then that task's failure
-            if attempt == retries:
+        except Exception as error:  # noqa: BLE001 — as on a cluster: retried unless deterministic, then that task's failure
+            if attempt == retries or is_deterministic(error):
                 return TaskError(describe(error))
             attempt += 1
             log.debug("retrying %r after %s", task, describe(error))
@@ -113,15 +181,19 @@ def absolute(store: str) -> str:
 
 @contextmanager
 def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
-    """A client of an existing cluster (address or scheduler file), or of a new LocalCluster."""
+    """A client of an existing cluster (address or scheduler file), or of a new LocalCluster.
+
+    An existing cluster that cannot be used (no such scheduler file, not one, no answer within
+    :data:`SCHEDULER_CONNECT_TIMEOUT` seconds) raises :class:`~accelstore.errors.InputError`.
+    """
     import dask
     from dask.distributed import Client, LocalCluster
 
     # distributed sets its loggers up on import; keep its routine messages out of ours
     logging.getLogger("distributed").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.WARNING))
     if scheduler:
-        kwargs = {"scheduler_file": scheduler} if scheduler.endswith(".json") else {"address": scheduler}
-        with Client(**kwargs) as existing:
+        address = scheduler_address(scheduler)  # checked to answer: Client would wait 30 s (forever for a missing file)
+        with Client(address) as existing:
             yield existing
         return
     n_workers = workers or os.cpu_count() or 1
@@ -130,7 +202,55 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
     # for every file (1.4 GB per week-long recording, a third of the processing time). Our
     # workers reuse their memory instead; it stays bounded by the largest recording.
     unset_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    # The workers' own log handlers: a task's error comes back as its TaskError, so "Compute
+    # Failed" and its traceback stay out of the terminal unless -v asked for debug messages.
+    worker_logs = logging.WARNING if logging.getLogger().getEffectiveLevel() <= logging.DEBUG else logging.CRITICAL
     with dask.config.set(unset_trim), LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=worker_logs
     ) as cluster, Client(cluster) as local:
+        from accelstore.pipelines.worker_exit import ExitWithoutCollecting
+
+        local.register_plugin(ExitWithoutCollecting(), name="accelstore-exit-without-collecting")
         yield local
+
+
+def scheduler_address(scheduler: str) -> str:
+    """The address of the scheduler that ``--scheduler`` names, checked to answer.
+
+    ``scheduler``: an address (``tcp://host:8786``) or a scheduler file (``.json``, as written by
+    ``dask scheduler --scheduler-file``; read here rather than waited for, as distributed would).
+    """
+    given = f"--scheduler {scheduler}"
+    if scheduler.endswith(".json"):
+        try:
+            text = Path(scheduler).read_text()
+        except FileNotFoundError:
+            raise InputError(f"{given}: no such scheduler file") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"{given}: cannot read the scheduler file: {getattr(error, 'strerror', None) or error}") from None
+        try:
+            address = json.loads(text)["address"]
+        except (ValueError, TypeError, KeyError):
+            address = None
+        if not isinstance(address, str) or not address:
+            raise InputError(f"{given}: not a Dask scheduler file (no scheduler address in it)")
+    else:
+        address, given = scheduler, "--scheduler"
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    connection_args = Security().get_connection_args("client")  # tls:// certificates from the Dask configuration, as Client's
+
+    async def probe() -> None:
+        comm = await connect(address, timeout=SCHEDULER_CONNECT_TIMEOUT, **connection_args)
+        await comm.close()
+
+    # in a thread of its own: asyncio.run needs a thread without a running event loop
+    with ThreadPoolExecutor(1, thread_name_prefix="accelstore-probe") as pool:
+        try:
+            pool.submit(asyncio.run, probe()).result()
+        except ValueError as error:  # distributed's parse of the address
+            raise InputError(f"{given}: not a scheduler address or .json scheduler file: {error}") from None
+        except (OSError, asyncio.TimeoutError):
+            raise InputError(f"{given}: could not connect to {address} within {SCHEDULER_CONNECT_TIMEOUT} s") from None
+    return address

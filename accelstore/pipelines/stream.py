@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
+from accelstore.cli_errors import AccelstoreCommand
 from accelstore.cli_lists import comma_list
 from accelstore.kernels.pretext import TASKS
 
@@ -86,7 +87,7 @@ def stream(dataset: WindowDataset, workers: int, batches: int) -> StreamReport:
     return report
 
 
-@click.command("stream")
+@click.command("stream", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="DataLoader worker processes (0: load in this process).")
 @click.option("--batches", type=click.IntRange(min=1), default=200, show_default=True, help="Batches to take before reporting.")
@@ -103,7 +104,7 @@ def stream_command(store: str, workers: int, batches: int, batch_size: int, wind
     names = tasks
     try:
         dataset = WindowDataset(store, batch_size, seconds=int(window), sampling=sampling, tasks=names, augment=augment, seed=seed)
-    except (FileNotFoundError, ValueError, KeyError) as error:
+    except (ValueError, KeyError) as error:  # a path that is not a store: StoreError, reported by AccelstoreCommand
         raise click.BadParameter(str(error)) from None
     report = stream(dataset, workers, batches)
     shape = f"(3, {dataset.length.samples})"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
+from accelstore.cli_errors import AccelstoreCommand
 from accelstore.cli_lists import comma_list
 from accelstore.pipelines.features import show_progress
 
@@ -36,11 +37,11 @@ def _labelled(store: str) -> LabelledWindows:
 
     try:
         return load_labelled(open_store(store))
-    except (FileNotFoundError, ValueError) as error:
+    except ValueError as error:  # no labels (not a store: StoreError, reported by AccelstoreCommand)
         raise click.BadParameter(str(error), param_hint="STORE") from None
 
 
-@click.command("evaluate")
+@click.command("evaluate", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @click.option("--encoder", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pre-trained encoder checkpoint (a state_dict, DDP-prefixed or a trainer checkpoint); needed for frozen and finetune.")
@@ -98,7 +99,7 @@ def evaluate_command(ctx: click.Context, store: str, encoder: Path | None, model
     click.echo(f"report: {output / SUMMARY_MD}")
 
 
-@click.command("embed")
+@click.command("embed", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @click.option("--encoder", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Pre-trained encoder checkpoint.")

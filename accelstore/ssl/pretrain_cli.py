@@ -11,12 +11,13 @@ import os
 
 import click
 
+from accelstore.cli_errors import AccelstoreCommand
 from accelstore.cli_lists import comma_list
 
 TASK_NAMES = ("aot", "scale", "permute", "time_warp")
 
 
-@click.command("pretrain")
+@click.command("pretrain", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.pt, best_encoder.pt, metrics.jsonl, config.json. Every rank must see it.")
 @click.option("--tasks", default="aot,permute,time_warp", show_default=True, callback=comma_list(TASK_NAMES), help=f"Comma-separated pretext tasks, of: {', '.join(TASK_NAMES)}.")
@@ -69,7 +70,7 @@ def pretrain_command(
             validate=not no_validation, resume=resume, debug=debug, progress=(ctx.obj or {}).get("progress", True),
         )  # fmt: skip
         result = train(config)
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as error:
+    except (KeyError, ValueError) as error:  # an OSError (no checkpoint, a taken --out) is AccelstoreCommand's one line
         raise click.UsageError(str(error)) from None
     if main_rank:
         val = result.validation
