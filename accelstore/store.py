@@ -152,6 +152,21 @@ def committed_shape(group: zarr.Group) -> tuple[int, int] | None:
     return (int(shape[0]), int(shape[1])) if shape is not None else None
 
 
+def open_arrays(group: zarr.Group, where: str) -> dict[str, zarr.Array]:
+    """The store's arrays by name, each opened once; one that is missing or whose metadata does
+    not parse is a StoreDamageError naming it."""
+    names = ["acc", *(spec.name for spec in window_arrays_of(group)), *TABLE_COLUMNS, *DAY_ARRAYS]
+    arrays = {}
+    for name in names:
+        try:
+            arrays[name] = group[name]
+        except KeyError:
+            raise StoreDamageError(f"{where}: the array '{name}' is missing") from None
+        except (ValueError, TypeError) as error:
+            raise StoreDamageError(f"{where}: the metadata of array '{name}' is unreadable ({' '.join(str(error).split())})") from None
+    return arrays
+
+
 # ---------------------------------------------------------------- creating and opening
 
 
@@ -292,7 +307,7 @@ class MetadataWriter:
     def __init__(self, group: zarr.Group, lease: WriterLease | None = None):
         self.group = group
         self.lease = lease
-        self.arrays: dict[str, zarr.Array] = dict(group.arrays())  # opened once: each open is a read
+        self.arrays = open_arrays(group, str(group.store))  # opened once: each open is a read
         self.repair()
 
     @property
@@ -624,6 +639,7 @@ class Store:
         self.storage_options = storage_options
         self.group = open_group(self.path, "r", storage_options)
         self.shape = committed_shape(self.group)
+        self.arrays = open_arrays(self.group, self.path)
         self._table: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
@@ -633,7 +649,7 @@ class Store:
     def participants(self) -> pd.DataFrame:
         """Complete participants, indexed by id: row, start of day 0, windows, device, source …"""
         if self._table is None:
-            table = read_table(self.group, self.shape[0], self.path)
+            table = read_table(self.arrays, self.shape[0], self.path)
             table = table[table["status"] == Status.COMPLETE].drop(columns="status")
             table.insert(0, "row", table.index.to_numpy())
             table["day0"] = pd.to_datetime(table["day0"].to_numpy(), unit="s")
@@ -674,8 +690,8 @@ class Store:
         where = f"{self.path}: participant {participant!r}"
         first_day, last_day = w0 // WINDOWS_PER_DAY, -(-w1 // WINDOWS_PER_DAY)
         days = slice(first_day * WINDOWS_PER_DAY, last_day * WINDOWS_PER_DAY)
-        raw = read_checked(self.group["acc"], (row, slice(w0, w1)), where)
-        valid_days = read_checked(self.group["valid"], (row, days), where)
+        raw = read_checked(self.arrays["acc"], (row, slice(w0, w1)), where)
+        valid_days = read_checked(self.arrays["valid"], (row, days), where)
         day_valid = read_day_summary(self.group, "day_valid_windows", row, where)[first_day:last_day]
         check_days(where, valid_days, day_valid, first_day)
         valid = valid_days[w0 - days.start : w1 - days.start]
@@ -688,7 +704,7 @@ class Store:
             "valid": ("window", valid),
         }
         if self.classes:
-            coords["label"] = ("window", read_checked(self.group[LABEL_ARRAY.name], (row, slice(w0, w1)), where))
+            coords["label"] = ("window", read_checked(self.arrays[LABEL_ARRAY.name], (row, slice(w0, w1)), where))
         return xr.DataArray(
             acc_to_g(raw),
             dims=("window", "axis", "sample"),
@@ -716,7 +732,7 @@ class Store:
         """The whole store; ``dask=True`` gives Dask arrays with one chunk per participant-day."""
         variables = {}
         participants, windows = self.shape
-        for name, array in self.group.arrays():
+        for name, array in self.arrays.items():
             dims = tuple(array.metadata.dimension_names)
             sizes = {"participant": participants, "window": windows, "day": windows // WINDOWS_PER_DAY}
             shape = tuple(sizes.get(dim, length) for dim, length in zip(dims, array.shape))

@@ -310,3 +310,16 @@ def test_a_growth_killed_half_way_is_invisible_to_readers(store):
     group["acc"].resize((10, *group["acc"].shape[1:]))
     assert open_store(str(store)).participants.index.tolist() == ["A", "B"]
     assert open_store(str(store)).dataset.sizes["participant"] == 2
+
+
+@pytest.mark.parametrize("damage", ["garbled", "deleted"])
+def test_damaged_array_metadata_is_a_store_fault_naming_the_array(store, damage):
+    metadata = store / "acc" / "zarr.json"
+    if damage == "garbled":
+        metadata.write_text('{"zarr_format": 3, "node_')
+    else:
+        metadata.unlink()
+    with pytest.raises(StoreDamageError, match="array 'acc'"):
+        open_store(str(store))
+    result = CliRunner().invoke(main, ["query", str(store), "A", "-o", str(store.parent / "a.npy")])
+    assert result.exit_code == 1 and "array 'acc'" in result.output

@@ -32,6 +32,7 @@ from accelstore.store import (
     check_present,
     committed_shape,
     day_span,
+    open_arrays,
     open_group,
     read_checked,
     read_day_summary,
@@ -65,7 +66,8 @@ def verify_participant(task: VerifyTask) -> list[str]:
     where = f"participant {task.participant!r}"
     width = committed_shape(group)[1]
     try:
-        rows = {spec.name: read_checked(group[spec.name], (task.row, slice(0, width)), where) for spec in window_arrays_of(group)}
+        arrays = open_arrays(group, task.store)
+        rows = {spec.name: read_checked(arrays[spec.name], (task.row, slice(0, width)), where) for spec in window_arrays_of(group)}
     except StoreDamageError as error:
         return [str(error)]
     valid, std = rows["valid"], rows["std"]
@@ -76,7 +78,7 @@ def verify_participant(task: VerifyTask) -> list[str]:
         span = day_span(day)
         outside[span] = False
         try:
-            acc = read_checked(group["acc"], (task.row, span), f"{where}, day {day}")
+            acc = read_checked(arrays["acc"], (task.row, span), f"{where}, day {day}")
             check_present(where, valid[span], acc, span.start)
         except StoreDamageError as error:
             problems.append(str(error))
@@ -131,7 +133,7 @@ def verify(
     report = VerifyReport(store_path)
     n_rows = committed_shape(group)[0]
     try:
-        table = read_table(group, n_rows, store_path)
+        table = read_table(open_arrays(group, store_path), n_rows, store_path)
         day_valid = read_day_summary(group, "day_valid_windows", slice(0, n_rows), store_path)
         day_std = read_day_summary(group, "day_std_sum", slice(0, n_rows), store_path)
     except StoreDamageError as error:
