@@ -54,7 +54,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import zarr
 from torch.utils.data import IterableDataset, get_worker_info
 
 from accelstore.kernels import augment as augmentation
@@ -336,7 +335,7 @@ class WindowDataset(IterableDataset):
         self.buffer, self.drop_last = buffer, drop_last
         self.rank, self.world_size = _rank_and_world(rank, world_size)
         self._control = torch.zeros(4, dtype=torch.int64).share_memory_()
-        self._group: zarr.Group | None = None
+        self._store: Store | None = None
         self._shards_cache: _Shards | None = None
         self._epoch_cache: _Epoch | None = None
         self._shards()  # fail here, not in a worker, when nothing is left to draw from
@@ -353,7 +352,7 @@ class WindowDataset(IterableDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         """Workers get the settings and the shared control tensor, not this process's handles."""
-        return {**self.__dict__, "_group": None, "_shards_cache": None, "_epoch_cache": None}
+        return {**self.__dict__, "_store": None, "_shards_cache": None, "_epoch_cache": None}
 
     # ------------------------------------------------------------------ epoch and state
 
@@ -440,9 +439,9 @@ class WindowDataset(IterableDataset):
 
     def _shards(self) -> _Shards:
         if self._shards_cache is None:
-            group = self._open()
-            windows = read_day_summary(group, "day_valid_windows", self.rows, self.path)
-            std_sum = read_day_summary(group, "day_std_sum", self.rows, self.path)
+            store = self._opened()
+            windows = read_day_summary(store.arrays, "day_valid_windows", self.rows, store.shape, self.path)
+            std_sum = read_day_summary(store.arrays, "day_std_sum", self.rows, store.shape, self.path)
             row_index, day = np.nonzero(windows > 0)
             self._shards_cache = _Shards(self.rows[row_index], day, windows[row_index, day], std_sum[row_index, day])
             if not len(day):
@@ -476,17 +475,18 @@ class WindowDataset(IterableDataset):
 
     # ------------------------------------------------------------------ reading
 
-    def _open(self) -> zarr.Group:
-        if self._group is None:
-            self._group = open_store(self.path, self.storage_options).group
-        return self._group
+    def _opened(self) -> Store:
+        """The store, opened once per process (lazily: DataLoader workers open their own)."""
+        if self._store is None:
+            self._store = open_store(self.path, self.storage_options)
+        return self._store
 
     def _day(self, shard: int, name: str, reduce) -> np.ndarray:
         """A shard's per-window array ``name`` as one value per window of this length."""
         shards = self._shards()
         start = int(shards.day[shard]) * WINDOWS_PER_DAY
         where = f"{self.path}: row {int(shards.row[shard])}, day {int(shards.day[shard])}"
-        values = read_checked(self._open()[name], (int(shards.row[shard]), slice(start, start + WINDOWS_PER_DAY)), where)
+        values = read_checked(self._opened().arrays[name], (int(shards.row[shard]), slice(start, start + WINDOWS_PER_DAY)), where)
         return self.length.per_unit(values, reduce)
 
     def _load(self, epoch: int, shard: int) -> _Loaded:
@@ -507,7 +507,7 @@ class WindowDataset(IterableDataset):
         pieces, joined = self.length.pieces, self.length.joined
         first, last = units[0] // pieces * joined, units[-1] // pieces * joined + joined
         start = day * WINDOWS_PER_DAY
-        acc = read_checked(self._open()["acc"], (row, slice(start + first, start + last)), f"{self.path}: row {row}, day {day}")
+        acc = read_checked(self._opened().arrays["acc"], (row, slice(start + first, start + last)), f"{self.path}: row {row}, day {day}")
         log.debug("row %d day %d: read %d windows, chose %d", row, day, last - first, len(units))
         window = start + units // pieces * joined
         offset = units % pieces * (WINDOW_SAMPLES // pieces)

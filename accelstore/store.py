@@ -39,7 +39,7 @@ import xarray as xr
 import zarr
 from xarray.backends import BackendArray
 from xarray.core import indexing
-from zarr.codecs import BloscCodec, Crc32cCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from accelstore.errors import InputError, StoreDamageError, StoreError
 from accelstore.lease import WriterLease, command_line
@@ -146,6 +146,11 @@ def acc_compressors() -> tuple[BloscCodec, Crc32cCodec]:
     return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", typesize=2), Crc32cCodec()
 
 
+def checked_compressors() -> tuple[ZstdCodec, Crc32cCodec]:
+    """Every other array: Zarr's default compression (zstd), then a CRC32C checksum."""
+    return ZstdCodec(level=0), Crc32cCodec()
+
+
 def committed_shape(group: zarr.Group) -> tuple[int, int] | None:
     """(participants, windows) of the store, or None while its creation is unfinished."""
     shape = group.attrs.get("accelstore", {}).get("shape")
@@ -213,7 +218,7 @@ def create_store(path: str, max_days: int = DEFAULT_MAX_DAYS, participants: int 
             chunks=(TABLE_CHUNK,),
             dtype=column.dtype,
             fill_value=column.absent,
-            compressors=Crc32cCodec(),
+            compressors=checked_compressors(),
             dimension_names=("participant",),
             attributes={"meaning": column.meaning},
             overwrite=True,
@@ -225,7 +230,7 @@ def create_store(path: str, max_days: int = DEFAULT_MAX_DAYS, participants: int 
             chunks=DAY_SUMMARY_CHUNK,
             dtype=column.dtype,
             fill_value=column.absent,
-            compressors=Crc32cCodec(),
+            compressors=checked_compressors(),
             dimension_names=("participant", "day"),
             attributes={"meaning": column.meaning},
             overwrite=True,
@@ -244,7 +249,7 @@ def _create_window_array(group: zarr.Group, spec: WindowArray, participants: int
         shards=(1, n_windows),
         dtype=spec.dtype,
         fill_value=spec.fill,
-        compressors=Crc32cCodec(),
+        compressors=checked_compressors(),
         dimension_names=("participant", "window"),
         attributes={"meaning": spec.meaning},
         overwrite=True,
@@ -566,13 +571,13 @@ def read_table(arrays: Mapping[str, zarr.Array], participants: int, where: str) 
     return table
 
 
-def read_day_summary(group: zarr.Group, name: str, rows: Any, where: str) -> np.ndarray:
-    """``rows`` of a day-summary array over the committed days (a slice is kept to the committed
-    rows); a lost chunk is a StoreDamageError."""
-    participants, windows = committed_shape(group)
+def read_day_summary(arrays: Mapping[str, zarr.Array], name: str, rows: Any, shape: tuple[int, int], where: str) -> np.ndarray:
+    """``rows`` of a day-summary array over the days of the committed ``shape`` (a slice is kept
+    to its rows); a lost chunk is a StoreDamageError. ``arrays``: the store's group or arrays."""
+    participants, windows = shape
     if isinstance(rows, slice):
         rows = slice(*rows.indices(participants))
-    values = read_checked(group[name], (rows, slice(0, windows // WINDOWS_PER_DAY)), f"{where}: '{name}'")
+    values = read_checked(arrays[name], (rows, slice(0, windows // WINDOWS_PER_DAY)), f"{where}: '{name}'")
     lost = np.isneginf(values) if values.dtype.kind == "f" else values == DAY_ARRAYS[name].absent
     if lost.any():
         raise StoreDamageError(f"{where}: '{name}' has lost cells (a missing chunk)")
@@ -692,7 +697,7 @@ class Store:
         days = slice(first_day * WINDOWS_PER_DAY, last_day * WINDOWS_PER_DAY)
         raw = read_checked(self.arrays["acc"], (row, slice(w0, w1)), where)
         valid_days = read_checked(self.arrays["valid"], (row, days), where)
-        day_valid = read_day_summary(self.group, "day_valid_windows", row, where)[first_day:last_day]
+        day_valid = read_day_summary(self.arrays, "day_valid_windows", row, self.shape, where)[first_day:last_day]
         check_days(where, valid_days, day_valid, first_day)
         valid = valid_days[w0 - days.start : w1 - days.start]
         check_present(where, valid, raw, w0)

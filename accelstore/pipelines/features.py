@@ -115,8 +115,9 @@ def recompute(
     report = FeaturesReport(store_path)
     log.info("recomputing features of %d participant(s) in %s", len(tasks), store_path)
     with store_writer(store_path, "features", break_lease=break_lease) as writer:
-        day_valid = read_day_summary(writer.group, "day_valid_windows", slice(None), store_path)
-        day_std = read_day_summary(writer.group, "day_std_sum", slice(None), store_path)
+        shape = (writer.n_participants, writer.n_windows)
+        day_valid = read_day_summary(writer.arrays, "day_valid_windows", slice(None), shape, store_path)
+        day_std = read_day_summary(writer.arrays, "day_std_sum", slice(None), shape, store_path)
         with task_client(workers, scheduler, warm=warm_up) as client, progress_bar(len(tasks), "features", progress) as bar:
             for task, result in run_tasks(client, recompute_participant, tasks, retries):
                 bar.update()

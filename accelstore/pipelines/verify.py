@@ -133,9 +133,10 @@ def verify(
     report = VerifyReport(store_path)
     n_rows = committed_shape(group)[0]
     try:
-        table = read_table(open_arrays(group, store_path), n_rows, store_path)
-        day_valid = read_day_summary(group, "day_valid_windows", slice(0, n_rows), store_path)
-        day_std = read_day_summary(group, "day_std_sum", slice(0, n_rows), store_path)
+        arrays = open_arrays(group, store_path)
+        table = read_table(arrays, n_rows, store_path)
+        day_valid = read_day_summary(arrays, "day_valid_windows", slice(None), committed_shape(group), store_path)
+        day_std = read_day_summary(arrays, "day_std_sum", slice(None), committed_shape(group), store_path)
     except StoreDamageError as error:
         report.store_damage.append(str(error))
         log.error("%s", error)
