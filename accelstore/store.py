@@ -336,8 +336,7 @@ class MetadataWriter:
                 windows = max(windows, array.shape[1])
             elif "day" in array.metadata.dimension_names:
                 windows = max(windows, array.shape[1] * WINDOWS_PER_DAY)
-        grown = (participants, windows) != committed_shape(self.group)
-        if grown or any(array.shape[:2] != self._target_shape(array, participants, windows)[:2] for array in self._shaped_arrays()):
+        if (participants, windows) != committed_shape(self.group):  # arrays only ever grow before the commit
             log.warning("%s: finishing a growth to %d rows × %d windows that was interrupted", self.group.store, participants, windows)
             self._grow(participants, windows)
 

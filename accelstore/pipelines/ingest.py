@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 
 from accelstore import store as layout
 from accelstore import cwa, processing
@@ -98,7 +99,7 @@ def ingest_file(task: FileTask) -> FileResult:
         size = before.st_size
         digest = file_digest(task.path)
     except OSError as error:
-        return FileResult(task, "failed", error="unreadable", message=f"{task.path}: unreadable: {error.strerror or error}")
+        return _unreadable(task, error)
     if task.expected == (size, digest):
         return FileResult(task, "unchanged", size=size, digest=digest)
     try:
@@ -107,7 +108,7 @@ def ingest_file(task: FileTask) -> FileResult:
     except ReaderError as error:
         return FileResult(task, "failed", size=size, digest=digest, error=error.kind, message=str(error))
     except OSError as error:
-        return FileResult(task, "failed", size=size, digest=digest, error="unreadable", message=f"{task.path}: unreadable: {error.strerror or error}")
+        return _unreadable(task, error, size, digest)
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         message = f"{task.path}: changed while it was being read; run ingest again"
         return FileResult(task, "failed", size=size, digest=digest, error="changed while reading", message=message)
@@ -172,6 +173,11 @@ def ingest_file(task: FileTask) -> FileResult:
     return FileResult(task, "written", size, digest, n_windows, row_fields, day_valid, day_std)
 
 
+def _unreadable(task: FileTask, error: OSError, size: int = 0, digest: str = "") -> FileResult:
+    message = f"{task.path}: unreadable: {error.strerror or error}"
+    return FileResult(task, "failed", size=size, digest=digest, error="unreadable", message=message)
+
+
 _buffers_of_thread = threading.local()
 
 
@@ -198,11 +204,13 @@ class IngestReport:
 
 
 class _Plan:
-    """Which files become which tasks, decided from the table before anything is submitted."""
+    """Which files become which tasks, decided from the table (every row, :meth:`MetadataWriter.table`)
+    before anything is submitted."""
 
     def __init__(
         self,
         files: list[Path],
+        table: pd.DataFrame,
         writer: MetadataWriter,
         store: str,
         options: ProcessingOptions,
@@ -211,7 +219,6 @@ class _Plan:
     ):
         self.tasks: list[FileTask] = []
         self.failed: dict[str, dict[str, str]] = {}
-        table = writer.table()
         rows_by_id = {pid: row for row, pid in enumerate(table["id"]) if pid}
         seen: dict[str, Path] = {}
         new: list[tuple[Path, str]] = []
@@ -279,13 +286,14 @@ def ingest(
     files, unreadable = discover(inputs)
     store = absolute(store)
     with store_writer(store, "ingest", break_lease=break_lease, create={"max_days": max_days, "participants": reserve}) as writer:
-        files += _damaged_sources(writer, files)
+        table = writer.table()
+        files += _damaged_sources(table, files)
         label_spec = None
         if labels:
             classes = writer.add_classes(scan_classes(files, label_map))
             label_spec = LabelSpec(tuple(classes), tuple(sorted(label_map.items())) if label_map is not None else None)
             log.info("labelled ingest: %d classes (%s)", len(classes), ", ".join(classes))
-        plan = _Plan(files, writer, store, options, id_pattern, label_spec)
+        plan = _Plan(files, table, writer, store, options, id_pattern, label_spec)
         report = IngestReport(store)
         failures = writer.failures()
         for error in unreadable:
@@ -313,9 +321,8 @@ def ingest(
     return report
 
 
-def _damaged_sources(writer: MetadataWriter, files: list[Path]) -> list[Path]:
+def _damaged_sources(table: pd.DataFrame, files: list[Path]) -> list[Path]:
     """The recorded sources of rows that ``verify`` marked damaged, unless already among ``files``."""
-    table = writer.table()
     given = set(files)
     sources = [Path(source) for source in table.loc[table["status"] == Status.DAMAGED, "source"]]
     extra = [source for source in dict.fromkeys(sources) if source not in given]
