@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
 import numpy as np
 import pandas as pd
 
-from accelstore.cli_errors import AccelstoreCommand
-from accelstore.kernels.resample import WINDOW_SECONDS, WINDOWS_PER_DAY
+from accelstore.grid import WINDOW_SECONDS, WINDOWS_PER_DAY
 from accelstore.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -85,7 +83,9 @@ def plot_activity(store: Store | str, participant: str, path: str | Path) -> Pat
 
 def draw_activity(activity: MinuteActivity, title: str) -> Figure:
     """The figure: WIDTH_IN wide, TOP_IN + BOTTOM_IN + DAY_ROW_IN per day high."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: the command line starts faster
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,  # here: the command line starts faster
+    )
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -124,23 +124,3 @@ def _fill_steps(ax, edges: np.ndarray, values: np.ndarray, **style) -> None:
     (``Axes.stairs`` draws the same but takes ~0.1 s a row to update the data limits.)
     """
     ax.fill_between(edges, np.append(values, values[-1]), step="post", linewidth=0, **style)
-
-
-@click.command("plot", cls=AccelstoreCommand)
-@click.argument("store", type=str)
-@click.argument("participant", type=str)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Image file to write (.png, .pdf, .svg).")
-@click.pass_context
-def plot_command(ctx: click.Context, store: str, participant: str, output: Path) -> None:
-    """Plot PARTICIPANT's activity from STORE: one row per day, minute-level ENMO, non-wear shaded."""
-    from accelstore.cli import EXIT_PARTIAL
-
-    opened = open_store(store)  # a path that is not a store: StoreError, reported by AccelstoreCommand
-    try:
-        plot_activity(opened, participant, output)
-    except KeyError as error:
-        click.echo(f"error: {error.args[0]}", err=True)
-        ctx.exit(EXIT_PARTIAL)
-    except ValueError as error:  # matplotlib: a format it does not write
-        raise click.BadParameter(str(error), param_hint="--output") from None
-    click.echo(f"{participant} → {output}")

@@ -5,7 +5,7 @@ acceptance rules, NaN handling and the keys it adds to the info dict — so that
 participant table reads the same whichever path produced it; ``tests/test_processing.py`` holds
 the two paths to each other. The samples are processed in place in the reader's own x, y, z
 column arrays (float32): besides them, only one group of low-pass chunks (~96 MB) and per-window
-statistics are held at a time; the temperature is held as runs (:class:`~accelstore.steps.Steps`).
+statistics are held at a time; the temperature is held as runs (:class:`~accelstore.run_lengths.Steps`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from accelstore.kernels.calibration import (
 from accelstore.kernels.lowpass import filtfilt_chunks
 from accelstore.kernels.nonwear import stationary_runs, wear_summary
 from accelstore.readers import ProcessingOptions, Recording, read_recording
-from accelstore.steps import Steps
+from accelstore.run_lengths import Steps
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND

@@ -36,8 +36,8 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, RandomSampler  # noqa: E402
 
 from accelstore import open_store  # noqa: E402
-from accelstore.dataset import WindowDataset, worker_context  # noqa: E402
-from accelstore.kernels.resample import WINDOWS_PER_DAY  # noqa: E402
+from accelstore.dataset.windows import WindowDataset, worker_context  # noqa: E402
+from accelstore.grid import WINDOWS_PER_DAY  # noqa: E402
 from accelstore.store import WINDOW_ARRAYS, MetadataWriter, ParticipantWriter, Status, create_store  # noqa: E402
 from pretext import BASELINES, augment_baseline  # noqa: E402  (bench/pretext.py)
 
@@ -188,7 +188,7 @@ def compare(store: Path, seconds: float) -> None:
 
 def train(store: Path, workers: int, seconds: float, batch: int) -> None:
     """harnet10 forward + backward in bf16 fed by the loader; the share of time spent waiting."""
-    from accelstore.ssl.model import PretextModel, pretext_loss
+    from accelstore.models.harnet import PretextModel, pretext_loss
 
     device = torch.device("cuda")
     model = PretextModel("harnet10", tasks=("aot", "permute", "time_w")).to(device)

@@ -20,7 +20,7 @@ from scipy.interpolate import CubicSpline  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from accelstore.kernels.augment import augment  # noqa: E402
-from accelstore.kernels.pretext import (  # noqa: E402
+from accelstore.kernels.pretext_transforms import (  # noqa: E402
     KNOT_SIGMA,
     MIN_SEGMENT_LENGTH,
     MIN_SPEED,

@@ -12,7 +12,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from accelstore.kernels.resample import WINDOWS_PER_DAY, resample_windows, warm_up
+from accelstore.grid import WINDOWS_PER_DAY
+
+from accelstore.kernels.resample import resample_windows, warm_up
 from accelstore.synth import synthesize_signal
 
 

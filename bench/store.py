@@ -23,7 +23,7 @@ import numcodecs
 import numpy as np
 
 from accelstore import open_store
-from accelstore.kernels.resample import WINDOW_SAMPLES, WINDOWS_PER_DAY
+from accelstore.grid import WINDOWS_PER_DAY, WINDOW_SAMPLES
 from accelstore.pipelines.ingest import ingest
 from accelstore.synth import synthesize
 

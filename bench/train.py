@@ -4,7 +4,7 @@ Both loaders are those of bench/loader.py (imported, not copied): ``WindowDatase
 synthetic store it builds in bench/out/loader/, and the baseline that loads one ``.npy`` per
 subject and transforms window by window with NumPy/SciPy. Each delivers batches of 256 10-s
 windows, augmented, with aot, permute and time_warp. The step is the trainer's own
-(``accelstore.ssl.train.train_step``: Adam with amsgrad, bf16 autocast on CUDA) on a fresh
+(``accelstore.training.pretrain.train_step``: Adam with amsgrad, bf16 autocast on CUDA) on a fresh
 harnet10 for each loader. Timed after ``--warmup`` steps (worker start-up, cuDNN autotuning,
 ``torch.compile``): windows/s, and the share of the time spent waiting for the next batch.
 "model alone" reuses one batch already on the device: the model's own ceiling.
@@ -27,8 +27,8 @@ from torch.utils.data import RandomSampler
 
 from loader import TASKS, SubjectNpyDataset, _loader, build_npy, build_store, endless  # bench/loader.py
 
-from accelstore.dataset import WindowDataset
-from accelstore.ssl.train import TrainConfig, build_model, build_optimizer, configure_backends, train_step
+from accelstore.dataset.windows import WindowDataset
+from accelstore.training.pretrain import TrainConfig, build_model, build_optimizer, configure_backends, train_step
 
 BATCH_SIZE = 256
 

@@ -6,7 +6,7 @@ encoder pre-trained on synthetic recordings, frozen and fine-tuned, leave-one-su
 The pipeline, each step skipped when its output exists in OUT: ingest the labelled CSVs
 (``accelstore ingest --labels``); write synthetic recordings, ingest them, build their pretext
 validation set and pre-train an encoder on them (``accelstore synth``, ``ingest``, ``pretext``,
-``python -m accelstore.ssl.pretrain_cli``); evaluate; write the report to OUT/report and log
+``python -m accelstore.cli.training``); evaluate; write the report to OUT/report and log
 the summary and the seconds per fold.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import click
 
-from accelstore.ssl.evaluate import MODELS, evaluate, load_labelled
-from accelstore.ssl.report import summary_markdown, write_report
+from accelstore.evaluation.evaluate import MODELS, evaluate, load_labelled
+from accelstore.evaluation.report import summary_markdown, write_report
 
 logger = logging.getLogger("evaluate_watch")
 
@@ -43,7 +43,7 @@ def pretrained_encoder(out: Path, width: float, steps: int, participants: int, d
         run("accelstore", "-q", "ingest", str(out / "synth"), "-o", str(store), "--scheduler", "synchronous")
         run("accelstore", "-q", "pretext", str(store), "--windows", "1000", "--holdout-fraction", "0.25",
             "--seed", "0", "--scheduler", "synchronous")
-    run("accelstore.ssl.pretrain_cli", str(store), "--out", str(out / "pretrain"), "--width", str(width),
+    run("accelstore.cli.training", str(store), "--out", str(out / "pretrain"), "--width", str(width),
         "--batch-size", "128", "--workers", "0", "--lr", "1e-3", "--warmup-epochs", "0", "--epochs", "100",
         "--max-steps", str(steps), "--log-every", "50", "--device", device)
     return encoder

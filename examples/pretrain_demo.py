@@ -35,8 +35,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from accelstore.pipelines.ingest import ingest  # noqa: E402
-from accelstore.pipelines.pretext import build_validation_set  # noqa: E402
-from accelstore.ssl.train import CHECKPOINT, METRICS, TrainConfig, train  # noqa: E402
+from accelstore.pipelines.pretext_validation import build_validation_set  # noqa: E402
+from accelstore.training.pretrain import CHECKPOINT, METRICS, TrainConfig, train  # noqa: E402
 from accelstore.synth import WALKING, SyntheticRecording, synthesize, write_cwa  # noqa: E402
 
 log = logging.getLogger("pretrain_demo")

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from accelstore.cli import main
 from accelstore.errors import InputError, LeaseHeldError, StoreDamageError
-from accelstore.pipelines.features import features_command
+from accelstore.cli.pipelines import features_command
 from accelstore.pipelines.runner import SCHEDULER_CONNECT_TIMEOUT, TaskError, dask_client, run_tasks, scheduler_address
 from accelstore.readers import ReaderError
 from accelstore.synth import synthesize

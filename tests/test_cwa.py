@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelstore.cwa import BLOCK_BYTES, NO_DATA_BLOCK, PARTIAL_BLOCK, SampleBuffers, read_cwa
+from accelstore.readers.cwa import BLOCK_BYTES, NO_DATA_BLOCK, PARTIAL_BLOCK, SampleBuffers, read_cwa
 from accelstore.readers import CorruptFileError, ProcessingOptions, read_recording
 from accelstore.synth import synthesize
 from tests.conftest import GOOD_DEVICE_FILES

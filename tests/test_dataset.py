@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from torch.utils.data import DataLoader
 
 from accelstore import open_store
-from accelstore.dataset import WindowDataset, resume_position, transform_seed, window_ids, worker_context
+from accelstore.dataset.windows import WindowDataset, resume_position, transform_seed, window_ids, worker_context
 from accelstore.kernels.augment import augment
-from accelstore.kernels.pretext import apply_pretext
-from accelstore.kernels.resample import ACC_FILL, WINDOWS_PER_DAY
-from accelstore.pipelines.stream import stream_command
+from accelstore.kernels.pretext_transforms import apply_pretext
+from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY
+from accelstore.cli.training import stream_command
 from accelstore.store import MetadataWriter, ParticipantWriter, Status, acc_to_g, create_store
 
 DAY = WINDOWS_PER_DAY
@@ -290,7 +290,7 @@ def test_participant_filters_and_holdout_split(tmp_path):
 MEMORY_PROBE = textwrap.dedent(
     """
     import resource, sys
-    from accelstore.dataset import WindowDataset
+    from accelstore.dataset.windows import WindowDataset
     for path in sys.argv[1:]:
         n = sum(len(batch["x"]) for batch in WindowDataset(path, 256, buffer=2048))
         print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)

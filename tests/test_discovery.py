@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from accelstore.discovery import discover
+from accelstore.readers.discovery import discover
 from accelstore.readers import UnreadableInputError, read_recording
 
 
@@ -64,7 +64,7 @@ def test_a_folder_gives_its_supported_files_and_types_what_cannot_be_read(tmp_pa
     os.mkfifo(root / "pipe.csv")
     os.mkfifo(root / "pipe.txt")  # no supported name: ignored like notes.txt, not an error
     bound_socket(root / "s.gt3x")
-    with caplog.at_level(logging.INFO, logger="accelstore.discovery"):
+    with caplog.at_level(logging.INFO, logger="accelstore.readers.discovery"):
         files, errors = discover([root])
     assert files == [(root / "b.csv").resolve(), (root / "b.csv").resolve(), (root / "sub" / "deeper" / "a.cwa").resolve()]
     causes = _errors_by_name(errors)

@@ -14,8 +14,8 @@ from scipy import stats
 
 from accelstore.cli import main as accelstore_cli
 from accelstore.kernels.augment import augment
-from accelstore.kernels.pretext import apply_pretext
-from accelstore.ssl.evaluate import (
+from accelstore.kernels.pretext_transforms import apply_pretext
+from accelstore.evaluation.evaluate import (
     MODELS,
     NetworkSettings,
     build_network,
@@ -26,9 +26,9 @@ from accelstore.ssl.evaluate import (
     train_network,
     validation_split,
 )
-from accelstore.ssl.evaluate_cli import MODEL_NAMES, embed_command, evaluate_command
-from accelstore.ssl.features import FEATURE_NAMES, hand_crafted_features
-from accelstore.ssl.model import PretextModel, pretext_loss
+from accelstore.cli.evaluation import MODEL_NAMES, embed_command, evaluate_command
+from accelstore.evaluation.handcrafted_features import FEATURE_NAMES, hand_crafted_features
+from accelstore.models.harnet import PretextModel, pretext_loss
 from accelstore.store import create_store
 from accelstore.synth import synthesize_signal
 
@@ -199,7 +199,7 @@ def test_a_frozen_backbone_keeps_its_weights_and_batchnorm_statistics(random_enc
 
 
 def test_training_augments_every_training_window_each_epoch_and_never_a_validation_window(monkeypatch):
-    import accelstore.ssl.evaluate as evaluation
+    import accelstore.evaluation.evaluate as evaluation
 
     augmented: list[np.ndarray] = []
 

@@ -18,20 +18,21 @@ from click.testing import CliRunner
 from matplotlib.image import imread
 
 from accelstore import open_store
-from accelstore.kernels.pretext import apply_pretext
-from accelstore.kernels.resample import ACC_FILL, WINDOWS_PER_DAY
-from accelstore.pipelines.features import features_command, recompute
+from accelstore.kernels.pretext_transforms import apply_pretext
+from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY
+from accelstore.cli.pipelines import features_command, pretext_command
+from accelstore.pipelines.features import recompute
 from accelstore.pipelines.ingest import ingest
-from accelstore.pipelines.pretext import (
+from accelstore.pipelines.pretext_validation import (
     HOLDOUT_ATTR,
     build_validation_set,
     choose_holdout,
-    pretext_command,
     read_validation_set,
     selection_keys,
     window_ids,
 )
-from accelstore.plot import BOTTOM_IN, DAY_ROW_IN, DPI, INVALID_COLOUR, TOP_IN, WIDTH_IN, minute_activity, plot_activity, plot_command
+from accelstore.plot import BOTTOM_IN, DAY_ROW_IN, DPI, INVALID_COLOUR, TOP_IN, WIDTH_IN, minute_activity, plot_activity
+from accelstore.cli.reading import plot_command
 from accelstore.readers import ProcessingOptions
 from accelstore.store import acc_to_g
 from csv_recordings import write_csv

@@ -1,4 +1,4 @@
-"""The harnet backbone, its heads and the strict checkpoint loader (accelstore.ssl.model)."""
+"""The harnet backbone, its heads and the strict checkpoint loader (accelstore.models.harnet)."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from accelstore.ssl.model import (
+from accelstore.models.harnet import (
     BACKBONE_FOR_WINDOW_S,
     CheckpointMismatchError,
     HarnetClassifier,

@@ -8,7 +8,7 @@ import pytest
 from scipy.interpolate import CubicSpline
 
 from accelstore.kernels.augment import augment
-from accelstore.kernels.pretext import (
+from accelstore.kernels.pretext_transforms import (
     TASKS,
     apply_pretext,
     natural_cubic_spline,

@@ -280,7 +280,7 @@ def test_lowpass_treats_a_sample_with_any_axis_missing_as_actipy_does():
 def test_temperature_runs_give_the_per_sample_window_means_exactly():
     """A block-wise temperature held as runs: the same window means as over its samples, NaN included."""
     from accelstore.kernels.calibration import step_window_means, window_moments
-    from accelstore.steps import Steps
+    from accelstore.run_lengths import Steps
 
     rng = np.random.default_rng(4)
     per_block = np.round(rng.uniform(20, 35, 3000), 2).astype(np.float32)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from accelstore.kernels import resample
-from accelstore.kernels.resample import ACC_FILL, WINDOW_SAMPLES, window_stats
+from accelstore.grid import ACC_FILL, WINDOW_SAMPLES
+from accelstore.kernels.resample import window_stats
 
 
 def resample_windows(seconds: np.ndarray, xyz: np.ndarray, first_window: int, n_windows: int):

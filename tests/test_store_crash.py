@@ -23,7 +23,7 @@ import pytest
 import zarr
 from zarr.storage import LocalStore
 
-import accelstore.lease as lease_module
+import accelstore.store.lease as lease_module
 from accelstore import open_store
 from accelstore.errors import StoreError
 from accelstore.pipelines.ingest import ingest

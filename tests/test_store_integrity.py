@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from accelstore import open_store
 from accelstore.cli import main
 from accelstore.errors import InputError, LeaseHeldError, StoreDamageError, StoreError
-from accelstore.lease import LEASE_NAME, WriterLease
+from accelstore.store.lease import LEASE_NAME, WriterLease
 from accelstore.pipelines.ingest import ingest, participant_id
 from accelstore.pipelines.verify import verify
 from accelstore.readers import ProcessingOptions
@@ -177,7 +177,7 @@ def test_a_damaged_table_chunk_fails_its_checksum(store):
 
 
 def test_the_loader_refuses_damaged_data(store):
-    from accelstore.dataset import WindowDataset
+    from accelstore.dataset.windows import WindowDataset
 
     _shard(store, "acc", 0).unlink()
     dataset = WindowDataset(str(store), batch_size=8, tasks=(), augment=False, participants=["A"])

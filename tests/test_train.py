@@ -25,11 +25,11 @@ from click.testing import CliRunner
 
 from accelstore import open_store
 from accelstore.pipelines.ingest import ingest
-from accelstore.pipelines.pretext import build_validation_set
+from accelstore.pipelines.pretext_validation import build_validation_set
 from accelstore.readers import ProcessingOptions
-from accelstore.ssl.model import Harnet, load_pretrained
-from accelstore.ssl.pretrain_cli import pretrain_command
-from accelstore.ssl.train import TrainConfig, build_optimizer, rng_states, set_rng_states, train
+from accelstore.models.harnet import Harnet, load_pretrained
+from accelstore.cli.training import pretrain_command
+from accelstore.training.pretrain import TrainConfig, build_optimizer, rng_states, set_rng_states, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from pretrain_demo import write_gait  # noqa: E402
@@ -37,7 +37,7 @@ from pretrain_demo import write_gait  # noqa: E402
 PARTICIPANTS = 6  # of 3 hours; one is held out: 5 × 1,080 training windows
 VALIDATION_WINDOWS = 1024
 NARROW = ["--width", "0.125", "--log-every", "5"]
-PRETRAIN = [sys.executable, "-m", "accelstore.ssl.pretrain_cli"]
+PRETRAIN = [sys.executable, "-m", "accelstore.cli.training"]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def holdout_rows(store: str) -> set[int]:
 
 def test_two_torchrun_ranks_see_disjoint_data_and_end_with_identical_weights(store: str, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "accelstore.ssl.pretrain_cli",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "accelstore.cli.training",
                store, "--out", str(run), *NARROW, "--batch-size", "32", "--workers", "0", "--max-steps", "6", "--checkpoint-every", "3", "--debug"]  # fmt: skip
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
-from accelstore.kernels.pretext import (
+from accelstore.kernels.pretext_transforms import (
     AUGMENT_STREAM,
     check_batch,
     decode_permutation,

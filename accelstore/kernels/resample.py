@@ -13,14 +13,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-SAMPLE_RATE = 30
-WINDOW_SECONDS = 10
-WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
-WINDOWS_PER_DAY = 24 * 3600 // WINDOW_SECONDS
-ACC_FILL = np.int16(-32768)
+from accelstore.grid import (
+    ACC_FILL,
+    MAX_MILLI_G,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    WINDOW_SECONDS,
+)
+
 MAX_GAP_SECONDS = 1.0
-MAX_MILLI_G = 32767.0
-"""The largest magnitude stored, in milli-g (−32768 is ``ACC_FILL``)."""
 
 
 @njit(cache=True, nogil=True)

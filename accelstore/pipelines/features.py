@@ -13,16 +13,28 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import click
 import numpy as np
 import pandas as pd
 
 from accelstore import store as layout
-from accelstore.cli_errors import AccelstoreCommand
-from accelstore.lease import BREAK_LEASE_HELP
-from accelstore.kernels.resample import ACC_FILL, warm_up, window_stats
-from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
-from accelstore.store import ParticipantWriter, day_span, open_store, read_day_summary, recorded_days, store_writer, summarise_days
+from accelstore.grid import ACC_FILL
+from accelstore.kernels.resample import warm_up, window_stats
+from accelstore.pipelines.runner import (
+    TaskError,
+    absolute,
+    progress_bar,
+    run_tasks,
+    task_client,
+)
+from accelstore.store import (
+    ParticipantWriter,
+    day_span,
+    open_store,
+    read_day_summary,
+    recorded_days,
+    store_writer,
+    summarise_days,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,37 +153,3 @@ def recompute(
         store_path, len(report.recomputed), len(report.changed), len(report.failed),
     )
     return report
-
-
-# ---------------------------------------------------------------- the command line
-
-
-@click.command("features", cls=AccelstoreCommand)
-@click.argument("store", type=str)
-@click.option("--participants", "participants", multiple=True, help="Only these participant ids (repeat the option). Default: every complete participant.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
-@click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
-@click.option("--break-lease", is_flag=True, help=BREAK_LEASE_HELP)
-@click.pass_context
-def features_command(ctx: click.Context, store: str, participants: tuple[str, ...], workers: int | None, scheduler: str | None, break_lease: bool) -> None:
-    """Recompute valid, std, enmo and the day summary of STORE from its acceleration.
-
-    Idempotent: participants whose stored features already match are left untouched.
-    Exit status: 0 done, 1 some participants failed, 2 bad usage (unknown participant, not a store).
-    """
-    from accelstore.cli import EXIT_OK, EXIT_PARTIAL
-
-    try:
-        report = recompute(store, participants or None, workers=workers, scheduler=scheduler, progress=show_progress(ctx), break_lease=break_lease)
-    except KeyError as error:  # an unknown participant; not a store, a damaged one: StoreError, for AccelstoreCommand
-        raise click.BadParameter(str(error.args[0]), param_hint="--participants") from None
-    click.echo(f"{store}: {len(report.recomputed)} recomputed, {len(report.changed)} changed, {len(report.failed)} failed")
-    for pid, message in sorted(report.failed.items()):
-        click.echo(f"  {pid}: {message}", err=True)
-    ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
-
-
-def show_progress(ctx: click.Context) -> bool:
-    """Whether the ``accelstore`` group asked for progress bars (it does unless ``--quiet``)."""
-    obj = ctx.find_root().obj
-    return bool(obj.get("progress", True)) if isinstance(obj, dict) else True

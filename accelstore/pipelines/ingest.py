@@ -18,17 +18,38 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from accelstore import processing
 from accelstore import store as layout
-from accelstore import cwa, processing
-from accelstore.kernels import labels as label_kernels
+from accelstore.grid import WINDOW_SECONDS, WINDOWS_PER_DAY
 from accelstore.kernels import resample
-from accelstore.kernels.labels import window_labels
-from accelstore.labels import annotation_codes, scan_classes
-from accelstore.kernels.resample import WINDOW_SECONDS, WINDOWS_PER_DAY, resample_windows, window_stats
-from accelstore.discovery import discover
-from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
-from accelstore.readers import ProcessingOptions, ReaderError, file_digest, read_recording
-from accelstore.store import MetadataWriter, ParticipantWriter, Status, day_span, recorded_days, store_writer, summarise_days
+from accelstore.kernels import window_labels as label_kernels
+from accelstore.kernels.resample import resample_windows, window_stats
+from accelstore.kernels.window_labels import window_labels
+from accelstore.pipelines.runner import (
+    TaskError,
+    absolute,
+    progress_bar,
+    run_tasks,
+    task_client,
+)
+from accelstore.readers import (
+    ProcessingOptions,
+    ReaderError,
+    cwa,
+    file_digest,
+    read_recording,
+)
+from accelstore.readers.annotations import annotation_codes, scan_classes
+from accelstore.readers.discovery import discover
+from accelstore.store import (
+    MetadataWriter,
+    ParticipantWriter,
+    Status,
+    day_span,
+    recorded_days,
+    store_writer,
+    summarise_days,
+)
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +300,7 @@ def ingest(
     half of it (``label_map`` merges or renames annotations first). Participants that ``verify``
     found damaged are redone from their recorded source, whether or not it is among ``inputs``.
 
-    The run holds the store's writer lease (:mod:`accelstore.lease`): a second writer is refused
+    The run holds the store's writer lease (:mod:`accelstore.store.lease`): a second writer is refused
     with :class:`~accelstore.errors.LeaseHeldError`; ``break_lease`` takes it from a holder that is
     certainly gone.
     """

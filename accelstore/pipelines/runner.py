@@ -62,7 +62,9 @@ def is_deterministic(error: BaseException) -> bool:
     worker may be free now), a dead worker, and any exception we do not know (a storage client's
     own connection errors are not all ``OSError``).
     """
-    from accelstore.readers import ReaderError  # imported here: the command line starts faster
+    from accelstore.readers import (
+        ReaderError,  # imported here: the command line starts faster
+    )
 
     return isinstance(error, (AccelstoreError, ReaderError, ValueError, TypeError))
 

@@ -24,8 +24,14 @@ import numpy as np
 import zarr
 
 from accelstore.errors import StoreDamageError
-from accelstore.kernels.resample import ACC_FILL
-from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
+from accelstore.grid import ACC_FILL
+from accelstore.pipelines.runner import (
+    TaskError,
+    absolute,
+    progress_bar,
+    run_tasks,
+    task_client,
+)
 from accelstore.store import (
     Status,
     check_days,

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from accelstore.kernels.labels import NO_LABEL
+from accelstore.kernels.window_labels import NO_LABEL
 from accelstore.readers import file_format
 
 log = logging.getLogger(__name__)

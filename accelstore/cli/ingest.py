@@ -1,75 +1,26 @@
-"""The ``accelstore`` command line.
-
-Every command's errors end in one place, :mod:`accelstore.cli_errors`: one line ``error: …`` on
-stderr and an exit status, with a traceback only under ``-v``. Exit status, for every command:
-
-- 0 success;
-- 1 the command ran but not everything succeeded (``ingest``: at least one file failed;
-  ``features``: some participants failed; ``query``, ``plot``: no such participant), the store is
-  damaged (:class:`~accelstore.errors.StoreDamageError`), or an unexpected error (a bug; the
-  line says to run with ``-v`` for its traceback);
-- 2 bad usage or input: click's usage errors (an unknown option, a bad value), an
-  :class:`~accelstore.errors.AccelstoreError` (a path that is not a store, a time outside the
-  recording, an unusable ``--scheduler``, a held writer lease), or an ``OSError`` (a path that
-  cannot be read or written: the line names it and the reason).
-"""
+"""``accelstore synth``, ``ingest`` and ``verify``: raw recordings into a store, and a check that it is whole."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 from pathlib import Path
 
 import click
 
-from accelstore.cli_errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AccelstoreGroup
-from accelstore.lease import BREAK_LEASE_HELP
-from accelstore.pipelines.features import features_command
-from accelstore.pipelines.pretext import pretext_command
-from accelstore.pipelines.stream import stream_command
-from accelstore.plot import plot_command
-from accelstore.ssl.pretrain_cli import pretrain_command
-from accelstore.ssl.evaluate_cli import embed_command, evaluate_command
+from accelstore.cli.errors import EXIT_OK, EXIT_PARTIAL, AccelstoreCommand
+from accelstore.cli.options import (
+    break_lease_option,
+    participants_option,
+    scheduler_option,
+    show_progress,
+    workers_option,
+)
 
-log = logging.getLogger("accelstore")
-
-__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "main"]
+log = logging.getLogger(__name__)
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("distributed", "numba", "fsspec", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-
-
-@click.group(cls=AccelstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="Log debug messages too, and show the traceback of an error.")
-@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only; no progress bars.")
-@click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
-    """accelstore: wearable-accelerometer corpora in one chunked Zarr store.
-
-    An error ends a command with one line on stderr, "error: ...", and an exit status (-v adds
-    the traceback).
-
-    \b
-    Exit status, for every command:
-      0  success
-      1  partly done (ingest: some files failed; features: some participants
-         failed; query, plot: no such participant), a damaged store, or an
-         unexpected error (a bug: run with -v for its traceback)
-      2  bad usage or input: an unknown option or bad value, a path that is not
-         a store or cannot be read or written, an unusable --scheduler, a store
-         another writer holds
-    """
-    _setup_logging(verbose, quiet)
-    ctx.obj = {"progress": not quiet}
-
-
-@main.command()
+@click.command("synth", cls=AccelstoreCommand)
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--participants", "-n", type=click.IntRange(min=1), default=3, show_default=True, help="How many recordings to write.")
 @click.option("--days", type=click.FloatRange(min=0.01), default=2.0, show_default=True, help="Length of each recording, days.")
@@ -97,11 +48,11 @@ def _id_pattern(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
-@main.command()
+@click.command("ingest", cls=AccelstoreCommand)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", "store", type=str, default=None, help="The store (path or fsspec URL). Default: DIR.zarr beside the first input.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
-@click.option("--scheduler", type=str, default=None, help="Use an existing Dask cluster: a scheduler address (tcp://host:8786) or a scheduler file (.json); 'synchronous' runs every file in this process.")
+@workers_option
+@scheduler_option
 @click.option("--id-pattern", type=str, default=None, callback=_id_pattern, help="Regular expression whose first group is the participant id in a file name. Default: the name without extensions (UK Biobank names give the eid).")
 @click.option("--lowpass-hz", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True, help="Butterworth low-pass cut-off, Hz.")
 @click.option("--no-lowpass", is_flag=True, help="Skip the low-pass filter.")
@@ -114,7 +65,7 @@ def _id_pattern(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--label-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="With --labels: a CSV mapping raw annotations (first column) to classes (--label-column), to merge or rename classes.")
 @click.option("--label-column", type=str, default=None, help="The label map's column holding the class (default: its second column).")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a task after an unexpected (transient) error.")
-@click.option("--break-lease", is_flag=True, help=BREAK_LEASE_HELP)
+@break_lease_option
 @click.option("--csv-time-unit", type=click.Choice(["s", "ms", "us", "ns"]), default=None, help="Unit of CSV times given as numbers (epoch seconds, milliseconds, microseconds or nanoseconds), taken as the device's local clock. Without it, numeric times are refused: their unit cannot be told safely.")
 @click.option("--csv-time-format", type=str, default=None, help="strptime format of CSV text times, e.g. '%d/%m/%Y %H:%M:%S' (add %z for a UTC offset). Without it only ISO-8601 (YYYY-MM-DD hh:mm:ss[.f][+hh:mm]) is read, and day/month orders are refused. An offset never shifts a time: the local clock is stored.")
 @click.option("--max-span-days", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True, help="Refuse a recording whose first and last samples lie further apart than this, days (usually a clock that jumped); the message says where its largest gap is.")
@@ -139,7 +90,7 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
     )
     mapping = None
     if label_map is not None:
-        from accelstore.labels import read_label_map
+        from accelstore.readers.annotations import read_label_map
 
         try:
             mapping = read_label_map(label_map, label_column)
@@ -147,74 +98,19 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
             raise click.BadParameter(str(error), param_hint="--label-map") from None
     report = run_ingest(
         [str(p) for p in inputs], store, options=options, workers=workers, scheduler=scheduler,
-        id_pattern=id_pattern, max_days=max_days, reserve=reserve, labels=labels or mapping is not None, label_map=mapping, retries=retries, progress=ctx.obj["progress"], break_lease=break_lease,
+        id_pattern=id_pattern, max_days=max_days, reserve=reserve, labels=labels or mapping is not None, label_map=mapping, retries=retries, progress=show_progress(ctx), break_lease=break_lease,
     )
     click.echo(f"{store}: {len(report.written)} written, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
     ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
 
 
-def _open(store: str):
-    """The store, or the store layer's StoreError ("not a store", …), which the group reports."""
-    from accelstore.store import open_store
-
-    return open_store(store)
-
-
-@main.command()
+@click.command("verify", cls=AccelstoreCommand)
 @click.argument("store", type=str)
-@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def info(store: str, as_json: bool) -> None:
-    """Summarise STORE: participants, person-days, valid hours, bytes on disk, failures."""
-    opened = _open(store)
-    summary = opened.info()
-    if as_json:
-        click.echo(json.dumps(summary, indent=2, default=str))
-        return
-    click.echo(f"store          {summary['path']}")
-    click.echo(f"participants   {summary['participants']} (rows reserved: {summary['rows']})")
-    click.echo(f"person-days    {summary['person_days']:.2f}")
-    click.echo(f"valid hours    {summary['valid_hours']:.2f}")
-    click.echo(f"bytes on disk  {summary['bytes_on_disk']:,}")
-    if summary["person_days"]:
-        click.echo(f"bytes/person-day {summary['bytes_on_disk'] / summary['person_days']:,.0f}")
-    click.echo(f"devices        {', '.join(f'{k}: {v}' for k, v in summary['devices'].items()) or '-'}")
-    click.echo(f"failures       {summary['failures']}")
-    for source, row in opened.failures.iterrows():
-        click.echo(f"  {row['message']}")
-
-
-@main.command()
-@click.argument("store", type=str)
-@click.argument("participant", type=str)
-@click.option("--start", type=str, default=None, help="First time (device clock, e.g. '2024-03-01 08:00'). Default: the recording's start.")
-@click.option("--end", type=str, default=None, help="End time, exclusive. Default: the recording's end.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to save: .csv (one row per sample), .npy (windows × 3 × 300, g) or .nc (NetCDF with time and valid).")
-@click.pass_context
-def query(ctx, store: str, participant: str, start: str | None, end: str | None, output: Path) -> None:
-    """Save PARTICIPANT's windows between --start and --end from STORE."""
-    from accelstore.export import save_windows
-
-    opened = _open(store)
-    try:
-        opened.participant(participant)
-    except KeyError as error:  # no such participant (a bad --start/--end is the store's InputError)
-        click.echo(f"error: {error.args[0]}", err=True)
-        ctx.exit(EXIT_PARTIAL)
-    windows = opened.windows(participant, start, end)
-    try:
-        save_windows(windows, output)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--output") from None
-    click.echo(f"{participant}: {windows.sizes['window']} windows ({int(windows['valid'].sum())} valid) → {output}")
-
-
-@main.command()
-@click.argument("store", type=str)
-@click.option("--participants", "participants", multiple=True, help="Only these participant ids (repeat the option). Default: every complete participant.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
-@click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
+@participants_option
+@workers_option
+@scheduler_option
 @click.option("--no-mark", is_flag=True, help="Only report: do not mark damaged participants (marking takes the writer lease).")
-@click.option("--break-lease", is_flag=True, help=BREAK_LEASE_HELP)
+@break_lease_option
 @click.pass_context
 def verify(ctx, store: str, participants: tuple[str, ...], workers: int | None, scheduler: str | None, no_mark: bool, break_lease: bool) -> None:
     """Check that STORE is whole: every chunk of every complete participant decodes and passes
@@ -228,7 +124,7 @@ def verify(ctx, store: str, participants: tuple[str, ...], workers: int | None, 
     from accelstore.pipelines.verify import verify as run_verify
 
     try:
-        report = run_verify(store, participants or None, workers=workers, scheduler=scheduler, mark=not no_mark, break_lease=break_lease, progress=ctx.obj["progress"])
+        report = run_verify(store, participants or None, workers=workers, scheduler=scheduler, mark=not no_mark, break_lease=break_lease, progress=show_progress(ctx))
     except KeyError as error:
         raise click.BadParameter(str(error.args[0]), param_hint="--participants") from None
     for problem in report.store_damage:
@@ -240,12 +136,3 @@ def verify(ctx, store: str, participants: tuple[str, ...], workers: int | None, 
     click.echo(f"{store}: {len(report.checked)} participant(s) checked, {len(report.damaged)} damaged{marked}"
                + (", the table or day summaries damaged" if report.store_damage else ""))
     ctx.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
-
-
-main.add_command(features_command)
-main.add_command(pretext_command)
-main.add_command(plot_command)
-main.add_command(stream_command)
-main.add_command(pretrain_command)
-main.add_command(evaluate_command)
-main.add_command(embed_command)

@@ -19,7 +19,12 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from accelstore.readers import ReaderError, UnreadableInputError, is_supported, non_regular_kind
+from accelstore.readers import (
+    ReaderError,
+    UnreadableInputError,
+    is_supported,
+    non_regular_kind,
+)
 
 __all__ = ["discover"]
 

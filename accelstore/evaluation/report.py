@@ -16,8 +16,14 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 
-from accelstore.ssl.evaluate import Encoder, Report, backbone_for, deterministic_torch, forward_batches
-from accelstore.ssl.model import Harnet, load_pretrained
+from accelstore.evaluation.evaluate import (
+    Encoder,
+    Report,
+    backbone_for,
+    deterministic_torch,
+    forward_batches,
+)
+from accelstore.models.harnet import Harnet, load_pretrained
 
 logger = logging.getLogger(__name__)
 

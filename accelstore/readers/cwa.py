@@ -25,7 +25,7 @@ What the Java does, and so what is done here:
 - Values: packed samples hold three 10-bit mantissas and a shared 2-bit exponent, unpacked ones
   16-bit integers (AX6: gyroscope first, then acceleration); either is divided by the unit in
   the top three bits of the light field (256 counts per g by default). Temperature is the
-  block's, in °C, on every sample (held here as runs, :class:`~accelstore.steps.Steps`).
+  block's, in °C, on every sample (held here as runs, :class:`~accelstore.run_lengths.Steps`).
 - Fatal (``ValueError`` with the Java's message): no data block, a partial block at the end of
   the file before any sample, a block whose layout (AX3 / AX6) differs from the first's. A
   partial block after samples ends the reading and counts one read error.
@@ -52,7 +52,7 @@ import numpy as np
 from numba import njit
 
 from accelstore.kernels.nonwear import wear_summary
-from accelstore.steps import Steps
+from accelstore.run_lengths import Steps
 
 BLOCK_BYTES = 512
 CHUNK_BLOCKS = 16_384

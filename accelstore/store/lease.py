@@ -30,17 +30,12 @@ import fsspec
 
 from accelstore.errors import LeaseHeldError
 
-__all__ = ["BREAK_LEASE_HELP", "LEASE_NAME", "Holder", "WriterLease", "command_line"]
+__all__ = ["LEASE_NAME", "Holder", "WriterLease", "command_line"]
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "writer_lease"
 """The lease's group in the store's root."""
-BREAK_LEASE_HELP = (
-    "Take the store's writer lease even though another process holds it. Only for a holder that is certainly gone "
-    "(e.g. killed on another host); a holder on this host whose process has ended is taken over without it."
-)
-"""The help text of every writing command's ``--break-lease``."""
 _CLAIM_NAME = "writer_lease_takeover"
 """The group whose exclusive creation decides which of several processes takes over a dead lease."""
 

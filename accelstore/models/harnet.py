@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from accelstore.pretext_tasks import DEFAULT_TASKS, HEAD_NAMES, TASKS
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,9 +59,10 @@ HARNET_STAGES: dict[str, tuple[Stage, ...]] = {
     ),
 }
 BACKBONE_FOR_WINDOW_S: dict[int, str] = {5: "harnet5", 10: "harnet10", 30: "harnet30"}
-PRETEXT_TASKS: tuple[str, ...] = ("aot", "scale", "permute", "time_w")
-PUBLISHED_TASKS: tuple[str, ...] = ("aot", "permute", "time_w")  # scale was off
-HEAD_NAMES: tuple[str, ...] = tuple(f"{task}_h" for task in PRETEXT_TASKS) + ("classifier",)
+PRETEXT_HEADS: tuple[str, ...] = tuple(HEAD_NAMES[task] for task in TASKS)
+"""The pretext heads' names, as in the published checkpoints (``pretext_tasks.HEAD_NAMES``)."""
+PUBLISHED_HEADS: tuple[str, ...] = tuple(HEAD_NAMES[task] for task in DEFAULT_TASKS)
+HEAD_MODULES: tuple[str, ...] = tuple(f"{head}_h" for head in PRETEXT_HEADS) + ("classifier",)
 
 
 def _circular_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv1d:
@@ -185,12 +188,12 @@ class PretextModel(Harnet):
     """Backbone + one binary head per enabled pretext task; forward returns {task: logits}."""
 
     def __init__(self, name: str = "harnet10", width: float = 1.0,
-                 tasks: Sequence[str] = PUBLISHED_TASKS) -> None:
+                 tasks: Sequence[str] = PUBLISHED_HEADS) -> None:
         super().__init__(name, width)
-        unknown = set(tasks) - set(PRETEXT_TASKS)
+        unknown = set(tasks) - set(PRETEXT_HEADS)
         if unknown or not tasks:
-            raise ValueError(f"tasks must be a non-empty subset of {PRETEXT_TASKS}, got {tasks}")
-        self.tasks = tuple(t for t in PRETEXT_TASKS if t in tasks)
+            raise ValueError(f"tasks must be a non-empty subset of {PRETEXT_HEADS}, got {tasks}")
+        self.tasks = tuple(t for t in PRETEXT_HEADS if t in tasks)
         for task in self.tasks:
             head = PretextHead(self.feature_dim)
             init_weights(head)
@@ -258,7 +261,7 @@ def _backbone_state_dict(checkpoint: object) -> tuple[dict[str, Tensor], tuple[s
         top = key.split(".", 1)[0]
         if top == "feature_extractor":
             backbone[key] = value
-        elif top in HEAD_NAMES:
+        elif top in HEAD_MODULES:
             heads.add(top)
         else:
             unknown.append(key)

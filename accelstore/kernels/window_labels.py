@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from accelstore.kernels.resample import WINDOW_SECONDS
+from accelstore.grid import WINDOW_SECONDS
 
 NO_LABEL = -1
 

@@ -29,10 +29,14 @@ from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from torch import nn
 from tqdm.auto import tqdm
 
+from accelstore.evaluation.handcrafted_features import hand_crafted_features
+from accelstore.grid import SAMPLE_RATE
 from accelstore.kernels.augment import augment
-from accelstore.kernels.resample import SAMPLE_RATE
-from accelstore.ssl.features import hand_crafted_features
-from accelstore.ssl.model import BACKBONE_FOR_WINDOW_S, HarnetClassifier, load_pretrained
+from accelstore.models.harnet import (
+    BACKBONE_FOR_WINDOW_S,
+    HarnetClassifier,
+    load_pretrained,
+)
 from accelstore.store import Store, acc_to_g, open_store
 
 logger = logging.getLogger(__name__)

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
-from accelstore.cli_errors import AccelstoreCommand
-from accelstore.cli_lists import comma_list
-from accelstore.pipelines.features import show_progress
+from accelstore.cli.errors import AccelstoreCommand
+from accelstore.cli.options import comma_list, opened_store, show_progress
 
 if TYPE_CHECKING:
-    from accelstore.ssl.evaluate import LabelledWindows
+    from accelstore.evaluation.evaluate import LabelledWindows
 
 logger = logging.getLogger(__name__)
 MODEL_NAMES = ("rf", "scratch", "frozen", "finetune")  # evaluate.MODELS, without importing torch here
@@ -32,11 +30,10 @@ SEED_HELP = "Seed: the same seed gives the same results."
 
 
 def _labelled(store: str) -> LabelledWindows:
-    from accelstore.ssl.evaluate import load_labelled
-    from accelstore.store import open_store
+    from accelstore.evaluation.evaluate import load_labelled
 
     try:
-        return load_labelled(open_store(store))
+        return load_labelled(opened_store(store))
     except ValueError as error:  # no labels (not a store: StoreError, reported by AccelstoreCommand)
         raise click.BadParameter(str(error), param_hint="STORE") from None
 
@@ -74,9 +71,9 @@ def evaluate_command(ctx: click.Context, store: str, encoder: Path | None, model
     Exit status: 0 done; 2 bad usage or input (an unknown model, frozen or finetune without
     --encoder, a store without labels, an encoder that does not fit --width).
     """
-    from accelstore.ssl.evaluate import MODELS, PRETRAINED_MODELS, evaluate
-    from accelstore.ssl.model import CheckpointMismatchError
-    from accelstore.ssl.report import SUMMARY_MD, summary_markdown, write_report
+    from accelstore.evaluation.evaluate import MODELS, PRETRAINED_MODELS, evaluate
+    from accelstore.evaluation.report import SUMMARY_MD, summary_markdown, write_report
+    from accelstore.models.harnet import CheckpointMismatchError
 
     if models is None:
         models = MODELS if encoder else tuple(m for m in MODELS if m not in PRETRAINED_MODELS)
@@ -114,8 +111,8 @@ def embed_command(store: str, encoder: Path, width: float, max_windows: int, see
 
     Exit status: 0 done; 2 bad usage or input.
     """
-    from accelstore.ssl.model import CheckpointMismatchError
-    from accelstore.ssl.report import embedding_figure, embedding_maps
+    from accelstore.evaluation.report import embedding_figure, embedding_maps
+    from accelstore.models.harnet import CheckpointMismatchError
 
     data = _labelled(store)
     rng = np.random.default_rng(seed)

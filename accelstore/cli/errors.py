@@ -2,7 +2,7 @@
 
 Every ``accelstore`` command is an :class:`AccelstoreCommand` (the group, :class:`AccelstoreGroup`,
 makes its own commands so; the command modules name the class), so the same handling applies
-whether a command runs under ``accelstore`` or on its own (``python -m accelstore.ssl.pretrain_cli``,
+whether a command runs under ``accelstore`` or on its own (``python -m accelstore.cli.training``,
 ``CliRunner().invoke(command)``).
 
 - click's own exceptions (usage errors: exit 2; ``ctx.exit``; an abort) go to click unchanged;

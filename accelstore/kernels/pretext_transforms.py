@@ -20,8 +20,8 @@ from operator import index
 import numpy as np
 from numba import njit
 
-TASKS = ("aot", "scale", "permute", "time_warp")
-"""Pretext task names, in the order in which they are applied."""
+from accelstore.pretext_tasks import TASKS, checked_tasks
+
 AOT, SCALE, PERMUTE, TIME_WARP = range(len(TASKS))
 
 LABEL_STREAM = 0
@@ -320,10 +320,7 @@ def apply_pretext(
     """
     if isinstance(tasks, str):
         raise TypeError(f"tasks must be a sequence of names, e.g. [{tasks!r}]")
-    names = list(tasks)
-    unknown = [name for name in names if name not in TASKS]
-    if unknown:
-        raise ValueError(f"unknown pretext task {unknown[0]!r}; known tasks: {', '.join(TASKS)}")
+    names = checked_tasks(tasks, allow_empty=True)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must lie in [0, 1], got {p}")
     check_batch(x)

@@ -32,8 +32,8 @@ import pandas as pd
 from accelstore.kernels.resample import out_of_range_samples
 
 if TYPE_CHECKING:
-    from accelstore.cwa import SampleBuffers
-    from accelstore.steps import Steps
+    from accelstore.readers.cwa import SampleBuffers
+    from accelstore.run_lengths import Steps
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class CorruptFileError(ReaderError):
 
 class UnreadableInputError(ReaderError):
     """An input that cannot be opened as a file at all: a broken link, a FIFO, a socket, a device,
-    a folder that cannot be listed. Found by :mod:`accelstore.discovery` without opening it."""
+    a folder that cannot be listed. Found by :mod:`accelstore.readers.discovery` without opening it."""
 
     kind = "unreadable input"
 
@@ -200,7 +200,7 @@ def read_recording(
 ) -> Recording:
     """Read and process one file: actipy's low-pass, calibration and non-wear steps, no resampling.
 
-    ``buffers``: where the Numba ``.cwa`` reader puts the samples (see :class:`~accelstore.cwa.SampleBuffers`);
+    ``buffers``: where the Numba ``.cwa`` reader puts the samples (see :class:`~accelstore.readers.cwa.SampleBuffers`);
     the recording's arrays are then views of them, valid until the buffers are next used.
     Every format's samples are screened once read, before processing (:func:`_screen`): a span
     over ``options.max_span_days`` is refused, and ``info["OutOfRangeSamples"]`` counts the
@@ -312,8 +312,8 @@ def _read_device(path: Path, options: ProcessingOptions) -> Recording:
 
 
 def _read_cwa(path: Path, options: ProcessingOptions, buffers: SampleBuffers | None) -> Recording:
-    """:func:`accelstore.cwa.read_cwa`: what actipy reads, without its JVM and DataFrame."""
-    from accelstore.cwa import read_cwa
+    """:func:`accelstore.readers.cwa.read_cwa`: what actipy reads, without its JVM and DataFrame."""
+    from accelstore.readers.cwa import read_cwa
 
     try:
         # non-wear detection recomputes the wear-time keys on the processed samples

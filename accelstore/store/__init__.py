@@ -3,7 +3,7 @@
 Time is implicit: window ``w`` of participant ``p`` starts at ``day0[p] + w × 10 s``. Every chunk
 and shard of the per-window arrays belongs to one participant, so a worker that writes a
 participant's whole row never shares a shard with another writer. Only the holder of the writer
-lease (:mod:`accelstore.lease`), through :class:`MetadataWriter`, touches the participant table,
+lease (:mod:`accelstore.store.lease`), through :class:`MetadataWriter`, touches the participant table,
 the day summary, the attributes and array shapes.
 
 Crash safety. Each object write is atomic (a temporary file renamed into place; a PUT on object
@@ -42,8 +42,15 @@ from xarray.core import indexing
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from accelstore.errors import InputError, StoreDamageError, StoreError
-from accelstore.lease import WriterLease, command_line
-from accelstore.kernels.resample import ACC_FILL, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS, WINDOWS_PER_DAY
+from accelstore.grid import (
+    ACC_FILL,
+    AXES,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    WINDOW_SECONDS,
+    WINDOWS_PER_DAY,
+)
+from accelstore.store.lease import WriterLease, command_line
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +59,7 @@ WINDOWS_PER_CHUNK = 360  # one hour
 TABLE_CHUNK = 4096
 DAY_SUMMARY_CHUNK = (1024, 32)
 DEFAULT_MAX_DAYS = 14
-AXES = ("x", "y", "z")
+
 MAX_WINDOW_INDEX = 2**31 - 1  # windows are int32 in the table
 
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from accelstore.kernels.resample import SAMPLE_RATE
-from accelstore.store import AXES
+from accelstore.grid import AXES, SAMPLE_RATE
 
 WELCH_SEGMENT_S = 3  # 1/3-Hz resolution: 1, 2, 3 … Hz fall on bins
 WELCH_OVERLAP_S = 2

@@ -30,7 +30,7 @@ Files in the run folder (which every rank must see, across nodes too):
 ``config.json``; ``checkpoint.pt`` (model, optimiser, scheduler, loader state, progress, every
 rank's RNG states; written every ``checkpoint_every`` steps and at each epoch's end, atomically,
 loadable with ``torch.load(weights_only=True)``); ``best_encoder.pt`` (the backbone's plain
-state_dict, which :func:`accelstore.ssl.model.load_pretrained` takes); ``metrics.jsonl`` (one JSON
+state_dict, which :func:`accelstore.models.harnet.load_pretrained` takes); ``metrics.jsonl`` (one JSON
 object per logged step and per validation); ``tensorboard/`` when TensorBoard is installed; and
 with ``debug``, ``debug/windows_rank{R}.csv`` (participant row, window, offset of every training
 window rank R consumed) and ``debug/model_rank{R}.pt`` (its final weights).
@@ -59,14 +59,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from accelstore.dataset import WindowDataset, worker_context
-from accelstore.pipelines.pretext import HOLDOUT_ATTR, ValidationSet, read_validation_set
-from accelstore.ssl.model import BACKBONE_FOR_WINDOW_S, PretextModel, pretext_loss
+from accelstore.dataset.windows import WindowDataset, worker_context
+from accelstore.models.harnet import BACKBONE_FOR_WINDOW_S, PretextModel, pretext_loss
+from accelstore.pipelines.pretext_validation import (
+    HOLDOUT_ATTR,
+    ValidationSet,
+    read_validation_set,
+)
+from accelstore.pretext_tasks import DEFAULT_TASKS, HEAD_NAMES, checked_tasks
 from accelstore.store import open_store
 
 log = logging.getLogger(__name__)
 
-HEADS = {"aot": "aot", "scale": "scale", "permute": "permute", "time_warp": "time_w"}
 """Pretext task (the loader's and the command line's name) → the model's head."""
 CHECKPOINT, BEST_ENCODER, METRICS, CONFIG = "checkpoint.pt", "best_encoder.pt", "metrics.jsonl", "config.json"
 RESUME_FIXED = ("store", "tasks", "window", "batch_size", "workers", "width", "lr", "sampling", "augment", "seed")
@@ -80,7 +84,7 @@ RESUME_FIXED = ("store", "tasks", "window", "batch_size", "workers", "width", "l
 class TrainConfig:
     store: str
     out: str
-    tasks: tuple[str, ...] = ("aot", "permute", "time_warp")
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     window: int = 10  # seconds: 5, 10 or 30 (harnet5, harnet10, harnet30)
     epochs: int = 100
     batch_size: int = 512  # per rank
@@ -105,9 +109,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
-        unknown = [task for task in self.tasks if task not in HEADS]
-        if unknown or not self.tasks:
-            raise ValueError(f"tasks must be a non-empty subset of {', '.join(HEADS)}; got {list(self.tasks)}")
+        self.tasks = checked_tasks(self.tasks)
         if self.window not in BACKBONE_FOR_WINDOW_S:
             raise ValueError(f"window must be one of {sorted(BACKBONE_FOR_WINDOW_S)} seconds, got {self.window}")
         if min(self.epochs, self.batch_size, self.log_every) < 1 or min(self.workers, self.warmup_epochs, self.checkpoint_every) < 0:
@@ -243,7 +245,7 @@ def warmup_factor(epoch: int, warmup_epochs: int) -> float:
 def build_model(config: TrainConfig) -> PretextModel:
     """The same initial weights on every rank: the run's seed, not the rank's."""
     torch.manual_seed(config.seed)
-    heads = [HEADS[task] for task in config.tasks]
+    heads = [HEAD_NAMES[task] for task in config.tasks]
     return PretextModel(BACKBONE_FOR_WINDOW_S[config.window], config.width, heads)
 
 
@@ -314,7 +316,7 @@ def load_validation(config: TrainConfig, dist: Dist) -> ValidationSet | None:
 def to_device(batch: Mapping[str, Tensor], tasks: Sequence[str], device: torch.device) -> tuple[Tensor, dict[str, Tensor]]:
     """Inputs and labels keyed by the model's head names."""
     x = batch["x"].to(device, non_blocking=True)
-    return x, {HEADS[task]: batch[task].to(device, non_blocking=True) for task in tasks}
+    return x, {HEAD_NAMES[task]: batch[task].to(device, non_blocking=True) for task in tasks}
 
 
 def task_stats(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from accelstore.kernels.resample import SAMPLE_RATE
+from accelstore.grid import SAMPLE_RATE
 
 FORMATS = (".csv", ".npy", ".nc")
 

@@ -56,10 +56,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from accelstore.kernels import augment as augmentation
-from accelstore.kernels.pretext import TASKS, apply_pretext
 from accelstore.errors import StoreDamageError
-from accelstore.kernels.resample import ACC_FILL, WINDOW_SAMPLES, WINDOWS_PER_DAY
+from accelstore.grid import ACC_FILL, WINDOW_SAMPLES, WINDOWS_PER_DAY
+from accelstore.kernels import augment as augmentation
+from accelstore.kernels.pretext_transforms import apply_pretext
+from accelstore.pretext_tasks import TASKS, checked_tasks
 from accelstore.store import Store, open_store, read_checked, read_day_summary
 
 log = logging.getLogger(__name__)
@@ -320,9 +321,9 @@ class WindowDataset(IterableDataset):
             raise ValueError(f"mode must be 'windows' or 'subjects', got {mode!r}")
         if mode == "subjects" and batch_size % participants_per_batch:
             raise ValueError(f"batch_size {batch_size} is not a multiple of participants_per_batch {participants_per_batch}")
-        unknown = [name for name in tasks if name not in TASKS]
-        if isinstance(tasks, str) or unknown:
+        if isinstance(tasks, str):
             raise ValueError(f"tasks must be a list of names from {', '.join(TASKS)}; got {tasks!r}")
+        checked_tasks(tasks, allow_empty=True)
         fraction = (1.0 if sampling == "uniform" else 0.5) if fraction is None else float(fraction)
         if not 0.0 < fraction <= 1.0 or batch_size < 1 or seed < 0:
             raise ValueError("need 0 < fraction <= 1, batch_size >= 1 and seed >= 0")

@@ -22,17 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import click
 import numpy as np
 
 from accelstore import store as layout
-from accelstore.cli_errors import AccelstoreCommand
-from accelstore.cli_lists import comma_list
-from accelstore.lease import BREAK_LEASE_HELP
-from accelstore.kernels.pretext import TASKS, apply_pretext
-from accelstore.kernels.resample import WINDOW_SAMPLES
-from accelstore.pipelines.features import complete_participants, show_progress
-from accelstore.pipelines.runner import TaskError, absolute, progress_bar, run_tasks, task_client
+from accelstore.grid import WINDOW_SAMPLES
+from accelstore.kernels.pretext_transforms import apply_pretext
+from accelstore.pipelines.features import complete_participants
+from accelstore.pipelines.runner import (
+    TaskError,
+    absolute,
+    progress_bar,
+    run_tasks,
+    task_client,
+)
+from accelstore.pretext_tasks import DEFAULT_TASKS, TASKS, checked_tasks
 from accelstore.store import MetadataWriter, Store, acc_to_g, store_writer
 
 if TYPE_CHECKING:
@@ -44,8 +47,6 @@ GROUP = "pretext"
 """The sub-group holding the validation set."""
 HOLDOUT_ATTR = "holdout"
 """Root attribute: ids of the held-out participants, which the trainer must never train on."""
-DEFAULT_TASKS = ("aot", "permute", "time_warp")
-"""The published model's tasks (scale is off there)."""
 SELECTION_STREAM = 0x5E1EC7
 """Distinguishes the draw's random stream from any other use of the same seed."""
 X_CHUNK = 1024
@@ -279,11 +280,7 @@ def _span(sorted_values: np.ndarray, value: int) -> slice:
 
 
 def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
-    names = (tasks,) if isinstance(tasks, str) else tuple(tasks)
-    unknown = [name for name in names if name not in TASKS]
-    if unknown or not names:
-        raise ValueError(f"unknown or no pretext task(s) {unknown}; known: {', '.join(TASKS)}")
-    return tuple(name for name in TASKS if name in names)  # the kernels apply them in this order
+    return checked_tasks((tasks,) if isinstance(tasks, str) else tasks)
 
 
 def _checked(participant: str, result):
@@ -330,33 +327,3 @@ def read_validation_set(store: Store | str) -> ValidationSet:
         holdout=list(group.attrs.get(HOLDOUT_ATTR, [])),
         attrs=attrs,
     )
-
-
-# ---------------------------------------------------------------- the command line
-
-
-@click.command("pretext", cls=AccelstoreCommand)
-@click.argument("store", type=str)
-@click.option("--windows", type=click.IntRange(min=1), required=True, help="Windows in the validation set.")
-@click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), required=True, help="Fraction of participants held out of training.")
-@click.option("--seed", type=int, required=True, help="Seed of the hold-out, the draw and the transforms.")
-@click.option("--tasks", type=str, default=",".join(DEFAULT_TASKS), show_default=True, callback=comma_list(TASKS), help=f"Comma-separated pretext tasks, of: {', '.join(TASKS)}.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of the local cluster (one thread each). Default: one per core.")
-@click.option("--scheduler", type=str, default=None, help="An existing Dask cluster (address or scheduler file), or 'synchronous' to run in this process.")
-@click.option("--break-lease", is_flag=True, help=BREAK_LEASE_HELP)
-@click.pass_context
-def pretext_command(ctx: click.Context, store: str, windows: int, holdout_fraction: float, seed: int, tasks: tuple[str, ...], workers: int | None, scheduler: str | None, break_lease: bool) -> None:
-    """Build STORE's fixed pretext validation set from held-out participants.
-
-    Holds out a seeded fraction of the participants (recorded in the store so that training skips
-    them), draws --windows of their valid windows with probability proportional to std, applies
-    the pretext transforms and stores inputs and labels under pretext/ in STORE.
-    """
-    try:
-        report = build_validation_set(
-            store, windows, holdout_fraction, seed, tasks, workers=workers, scheduler=scheduler, progress=show_progress(ctx),
-            break_lease=break_lease,
-        )
-    except ValueError as error:  # too few participants, …; not a store: StoreError, for AccelstoreCommand
-        raise click.UsageError(str(error)) from None
-    click.echo(f"{store}: {report.windows} windows from {len(report.drawn)} of {len(report.holdout)} held-out participant(s)")

@@ -1,1 +1,0 @@
-"""Self-supervised pre-training and evaluation: the harnet model, pretext tasks, trainer, evaluation."""
