@@ -1,4 +1,4 @@
-"""actipy's processing steps on numpy arrays: low-pass, gravity calibration, non-wear (DESIGN §4).
+"""actipy's processing steps on numpy arrays: low-pass, gravity calibration, non-wear (docs/architecture.md, "Ingest").
 
 The fast path of ingest. Each step reproduces the actipy 3.8 function it names — thresholds,
 acceptance rules, NaN handling and the keys it adds to the info dict — so that the store's

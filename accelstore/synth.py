@@ -224,7 +224,7 @@ _MIN_BOUT_S = 45.0
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _RecordingPlan:
     """The recording as activity segments and movement events, in device-clock seconds.
 
     Event 0 sets the initial posture before the recording starts. Each later event is a
@@ -247,7 +247,7 @@ class _Plan:
     nonwear: np.ndarray  # (K, 2)
 
 
-def _draw_plan(rng: np.random.Generator, participant: _Participant, duration_s: float) -> _Plan:
+def _draw_plan(rng: np.random.Generator, participant: _Participant, duration_s: float) -> _RecordingPlan:
     periods = _day_periods(rng, participant, duration_s)
     segments = _segments(rng, periods, participant.activity_level)
     starts = np.array([start for start, _ in segments])
@@ -256,7 +256,7 @@ def _draw_plan(rng: np.random.Generator, participant: _Participant, duration_s: 
     events = _events(rng, starts, ends, activities)
     rhythm = _rhythms(rng, activities)
     is_nonwear = activities == NONWEAR
-    return _Plan(
+    return _RecordingPlan(
         segment_start=starts,
         segment_activity=activities,
         **rhythm,

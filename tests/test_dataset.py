@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from torch.utils.data import DataLoader
 
 from accelstore import open_store
-from accelstore.dataset.windows import WindowDataset, resume_position, transform_seed, window_ids, worker_context
+from accelstore.dataset.windows import WindowDataset, resume_position, transform_seed, worker_context
+from accelstore.grid import window_ids
 from accelstore.kernels.augment import augment
 from accelstore.kernels.pretext_transforms import apply_pretext
 from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY

@@ -29,8 +29,8 @@ from accelstore.pipelines.pretext_validation import (
     choose_holdout,
     read_validation_set,
     selection_keys,
-    window_ids,
 )
+from accelstore.grid import window_ids
 from accelstore.plot import BOTTOM_IN, DAY_ROW_IN, DPI, INVALID_COLOUR, TOP_IN, WIDTH_IN, minute_activity, plot_activity
 from accelstore.cli.reading import plot_command
 from accelstore.readers import ProcessingOptions
@@ -210,7 +210,7 @@ def validation_sets(store, tmp_path_factory, cluster):
 
 def test_validation_set_is_identical_on_a_cluster_and_in_process(validation_sets, cluster):
     ran = tasks_run_by(cluster)
-    assert {"draw_candidates", "transform_windows"} <= ran  # the cluster did that work
+    assert {"draw_candidates", "transform_chosen"} <= ran  # the cluster did that work
     (cluster_path, cluster_report), (process_path, process_report) = validation_sets["cluster"], validation_sets["process"]
     assert (cluster_report.holdout, cluster_report.drawn) == (process_report.holdout, process_report.drawn)
     on_cluster, in_process = read_validation_set(cluster_path), read_validation_set(process_path)

@@ -17,7 +17,7 @@ from accelstore.kernels.pretext_transforms import (
 )
 
 WINDOW_LENGTHS = (150, 300, 900)
-# the specification (DESIGN §5), written out rather than imported from the code under test
+# the specification (docs/architecture.md, "Pretext tasks and augmentation"), written out rather than imported from the code under test
 N_SEGMENTS = 4
 SHORTEST_SEGMENT = 11  # "each longer than 10 samples"
 SHORTEST_PERMUTABLE = N_SEGMENTS * SHORTEST_SEGMENT

@@ -53,7 +53,7 @@ def _labelled(store: str) -> LabelledWindows:
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Adam learning rate of the networks.")
 @click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Random axis order and 3-D rotation of the training windows (DESIGN §5).")
+              help="Random axis order and 3-D rotation of the training windows (docs/architecture.md, 'Pretext tasks and augmentation').")
 @click.option("--trees", type=click.IntRange(min=1), default=3000, show_default=True, help="Trees of the balanced random forest (the paper: 3,000).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Processes that grow the random forest's trees.")
 @click.option("--device", type=str, default=None, help="Torch device for the networks. Default: cuda when available, else cpu.")

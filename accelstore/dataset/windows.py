@@ -1,4 +1,4 @@
-"""Training batches streamed from a store (DESIGN §6): :class:`WindowDataset`.
+"""Training batches streamed from a store (docs/architecture.md, "The training loader"): :class:`WindowDataset`.
 
 An epoch, step by step:
 
@@ -57,7 +57,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from accelstore.errors import StoreDamageError
-from accelstore.grid import ACC_FILL, WINDOW_SAMPLES, WINDOWS_PER_DAY
+from accelstore.grid import ACC_FILL, WINDOW_SAMPLES, WINDOWS_PER_DAY, window_ids
 from accelstore.kernels import augment as augmentation
 from accelstore.kernels.pretext_transforms import apply_pretext
 from accelstore.pretext_tasks import TASKS, checked_tasks
@@ -109,12 +109,6 @@ LENGTHS = {5: WindowLength(1, 2), 10: WindowLength(1, 1), 30: WindowLength(3, 1)
 def transform_seed(seed: int, epoch: int) -> int:
     """The seed the augmentation and pretext kernels get in ``epoch``."""
     return int(np.random.SeedSequence([seed, _TRANSFORM, epoch]).generate_state(1, np.uint64)[0])
-
-
-def window_ids(participant: np.ndarray, window: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """The kernels' per-window ids: unique per (store row, 10-s window, half)."""
-    half = np.asarray(offset) // (WINDOW_SAMPLES // 2)
-    return (np.asarray(participant, np.int64) << 32) + 2 * np.asarray(window, np.int64) + half
 
 
 def worker_context() -> multiprocessing.context.BaseContext:

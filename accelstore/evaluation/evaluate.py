@@ -1,4 +1,4 @@
-"""Evaluation of encoders on labelled activity data, by subject (DESIGN §8).
+"""Evaluation of encoders on labelled activity data, by subject (docs/architecture.md, "Evaluation").
 
 Four models: ``rf``, a balanced random forest on the 22 hand-crafted features; ``scratch``, the
 harnet classifier trained from random weights; ``frozen``, a pre-trained backbone that stays
@@ -6,7 +6,7 @@ fixed (no gradients and BatchNorm statistics unchanged) under a trained head; ``
 pre-trained backbone trained with its head. Splits are by subject: leave-one-subject-out up to
 ``LOSO_MAX_SUBJECTS`` subjects, else ``N_GROUP_FOLDS``-fold grouped. The networks hold out a
 fraction of the training subjects for early stopping on the class-weighted loss, and train with
-random axis orders and rotations (DESIGN §5). Each test subject gets its macro F1 and Cohen's κ.
+random axis orders and rotations (docs/architecture.md, "Pretext tasks and augmentation"). Each test subject gets its macro F1 and Cohen's κ.
 A run is a pure function of its inputs and ``seed``.
 """
 

@@ -1,4 +1,4 @@
-"""The 22 hand-crafted window features of the random-forest baseline (DESIGN §8).
+"""The 22 hand-crafted window features of the random-forest baseline (docs/architecture.md, "Evaluation").
 
 Per axis: mean, standard deviation, range (9); the correlations x–y, x–z, y–z (3); on the
 vector magnitude m = ‖a‖: mean, standard deviation, range, median absolute deviation, skewness,

@@ -2,7 +2,7 @@
 
 One Dask task per participant reads that participant's recorded days of ``acc``, computes the
 features with the same kernel as ingest, and rewrites the participant's whole rows (one writer
-per shard, DESIGN §3) only where they differ from what is stored. The driver, the one metadata
+per shard, docs/architecture.md, "The store's rules") only where they differ from what is stored. The driver, the one metadata
 writer, then updates the day summary and the table's ``valid_windows``. Running it again changes
 nothing, so it is safe to repeat after an interrupted run.
 """

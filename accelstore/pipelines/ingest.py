@@ -1,4 +1,4 @@
-"""Ingest: raw files → the store, one Dask task per file (DESIGN §4).
+"""Ingest: raw files → the store, one Dask task per file (docs/architecture.md, "Ingest").
 
 The driver (this process) is the only metadata writer: it reserves table rows, resizes arrays,
 and marks a participant complete only after its worker has written every shard. Workers read,
@@ -224,7 +224,7 @@ class IngestReport:
         return not self.failed
 
 
-class _Plan:
+class _IngestPlan:
     """Which files become which tasks, decided from the table (every row, :meth:`MetadataWriter.table`)
     before anything is submitted."""
 
@@ -314,7 +314,7 @@ def ingest(
             classes = writer.add_classes(scan_classes(files, label_map))
             label_spec = LabelSpec(tuple(classes), tuple(sorted(label_map.items())) if label_map is not None else None)
             log.info("labelled ingest: %d classes (%s)", len(classes), ", ".join(classes))
-        plan = _Plan(files, table, writer, store, options, id_pattern, label_spec)
+        plan = _IngestPlan(files, table, writer, store, options, id_pattern, label_spec)
         report = IngestReport(store)
         failures = writer.failures()
         for error in unreadable:

@@ -1,6 +1,6 @@
 """The fixed pretext validation set: held-out participants, their windows drawn ∝ std, transformed.
 
-The trainer stops early on the loss of this set (DESIGN §7), so it must come from participants the
+The trainer stops early on the loss of this set (docs/architecture.md, "Pre-training"), so it must come from participants the
 trainer never sees: the driver records their ids in the store's ``holdout`` attribute.
 
 Windows are drawn from the held-out participants' valid windows with probability ∝ ``std``,
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from accelstore import store as layout
-from accelstore.grid import WINDOW_SAMPLES
+from accelstore.grid import WINDOW_SAMPLES, window_ids
 from accelstore.kernels.pretext_transforms import apply_pretext
 from accelstore.pipelines.features import complete_participants
 from accelstore.pipelines.runner import (
@@ -64,14 +64,6 @@ def choose_holdout(ids: Sequence[str], fraction: float, seed: int) -> list[str]:
     count = min(max(round(fraction * len(ids)), 1), len(ids) - 1)
     ranked = sorted(ids, key=lambda pid: hashlib.blake2b(f"{seed}/{pid}".encode(), digest_size=8).digest())
     return sorted(ranked[:count])
-
-
-def window_ids(rows: np.ndarray | int, windows: np.ndarray) -> np.ndarray:
-    """Each window's id for the pretext kernels' random streams: row × 2**32 + window index.
-
-    Unique in the store and independent of which task or batch a window is transformed in.
-    """
-    return np.asarray(rows, dtype=np.int64) * 2**32 + np.asarray(windows, dtype=np.int64)
 
 
 def selection_keys(valid: np.ndarray, std: np.ndarray, seed: int, row: int) -> np.ndarray:
@@ -157,7 +149,7 @@ class Transformed:
     labels: dict[str, np.ndarray]  # task → int64 (k,)
 
 
-def transform_windows(task: TransformTask) -> Transformed:
+def transform_chosen(task: TransformTask) -> Transformed:
     """Read the chosen windows of one participant and apply the pretext transforms."""
     acc = layout.open_group(task.store)["acc"].oindex[task.row, task.windows]
     x = acc_to_g(acc)
@@ -266,7 +258,7 @@ def _transform(
     x = np.empty((windows, 3, WINDOW_SAMPLES), np.float32)
     labels = {name: np.empty(windows, np.int64) for name in tasks}
     with progress_bar(len(transforms), "pretext: transform", progress) as bar:
-        for transform, result in run_tasks(client, transform_windows, transforms, retries):
+        for transform, result in run_tasks(client, transform_chosen, transforms, retries):
             bar.update()
             place = spans[transform.row]
             x[place] = _checked(transform.participant, result).x

@@ -1,6 +1,6 @@
 """Axivity ``.cwa`` (and ``.cwa.gz``) files read with Numba, exactly as actipy 3.8 reads them.
 
-The fast path of ingest for the UK Biobank format (DESIGN §4). :func:`read_cwa` returns what
+The fast path of ingest for the UK Biobank format (docs/architecture.md, "Ingest"). :func:`read_cwa` returns what
 ``actipy.read_device(path, lowpass_hz=None, calibrate_gravity=False, detect_nonwear=False,
 resample_hz=None)`` returns — the parse of actipy's ``AxivityReader.java``, then its
 ``quality_control`` — sample for sample and bit for bit: the same blocks skipped and counted in

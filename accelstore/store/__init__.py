@@ -727,8 +727,8 @@ class Store:
     def _window_range(self, info: pd.Series, day0: np.datetime64, start: Any, end: Any) -> tuple[int, int]:
         """[w0, w1) of the recording's windows overlapping [start, end), clipped to the recording."""
         first, last = int(info["first_window"]), int(info["n_windows"])
-        w0 = first if start is None else _window_at(day0, start, np.floor, "start")
-        w1 = last if end is None else _window_at(day0, end, np.ceil, "end")
+        w0 = first if start is None else _window_index_at(day0, start, np.floor, "start")
+        w1 = last if end is None else _window_index_at(day0, end, np.ceil, "end")
         if start is not None and end is not None and pd.Timestamp(start) >= pd.Timestamp(end):
             raise InputError(f"--start {start} is not before --end {end}")
         w0, w1 = min(max(w0, first), last), max(min(w1, last), first)
@@ -779,7 +779,7 @@ class Store:
         return int(fs.du(root, total=True))
 
 
-def _window_at(day0: np.datetime64, when: Any, rounding, name: str) -> int:
+def _window_index_at(day0: np.datetime64, when: Any, rounding, name: str) -> int:
     """The window a time falls in (rounded down or up); InputError for unreadable or far-off times."""
     try:
         stamp = pd.Timestamp(when)

@@ -1,4 +1,4 @@
-"""Self-supervised pre-training of harnet on a store (DESIGN §7), in one process or under torchrun.
+"""Self-supervised pre-training of harnet on a store (docs/architecture.md, "Pre-training"), in one process or under torchrun.
 
     accelstore pretrain STORE --out RUN/                                   # one process
     torchrun --nproc_per_node=8 -m accelstore pretrain STORE --out RUN/    # DDP on one node
@@ -354,7 +354,7 @@ def summarise(stats: Tensor, tasks: Sequence[str]) -> dict[str, float]:
 # --------------------------------------------------------------------------- validation
 
 
-def evaluate(model: PretextModel, validation: ValidationSet, config: TrainConfig, dist: Dist) -> dict[str, float]:
+def validation_metrics(model: PretextModel, validation: ValidationSet, config: TrainConfig, dist: Dist) -> dict[str, float]:
     """Loss and accuracy on the whole validation set (each rank evaluates its share)."""
     model.eval()
     stats = torch.zeros(2 * len(config.tasks) + 1, dtype=torch.float64, device=dist.device)
@@ -560,7 +560,7 @@ def _train(config: TrainConfig, dist: Dist) -> TrainResult:
         sync_buffers(model, dist)
         if validation is None:
             return {}
-        summary = evaluate(model, validation, config, dist)
+        summary = validation_metrics(model, validation, config, dist)
         metrics.write("val", progress, summary)
         log.info("epoch %d step %d: validation loss %.4f, accuracy %.3f", progress.epoch, progress.step, summary["loss"], summary["acc"])
         return summary
