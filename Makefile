@@ -1,4 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+# `make test` lints (ruff), checks the layers of docs/architecture.md (lint-imports), then runs pytest.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,7 +23,12 @@ demo: install
 	$(BIN)/python examples/first_day.py $(DEMO)/store.zarr
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check accelstore tests bench examples
+	$(BIN)/lint-imports --no-cache
+	@# Numba compiles each kernel once into its on-disk cache: here, in one process, rather than in
+	@# every test process and every Dask worker they start, all at once.
+	$(BIN)/python -c "from accelstore.pipelines import ingest, pretext_validation; ingest.warm_up(); pretext_validation.warm_up()"
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 clean:
 	rm -rf $(DEMO) $(VENV)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ACC_FILL", "AXES", "MAX_MILLI_G", "SAMPLE_RATE", "SECONDS_PER_DAY", "WINDOWS_PER_DAY", "WINDOW_SAMPLES", "WINDOW_SECONDS", "window_ids"]
+__all__ = ["ACC_FILL", "AXES", "MAX_MILLI_G", "NO_LABEL", "SAMPLE_RATE", "SECONDS_PER_DAY", "WINDOWS_PER_DAY", "WINDOW_SAMPLES", "WINDOW_SECONDS", "window_ids"]
 
 SAMPLE_RATE = 30
 """Samples per second on the grid (Hz), as in the published models."""
@@ -25,6 +25,8 @@ ACC_FILL = np.int16(-32768)
 """Fills every sample of a window that is not valid (never a recorded value: see ``MAX_MILLI_G``)."""
 MAX_MILLI_G = 32767.0
 """The largest magnitude stored, in milli-g (−32768 is ``ACC_FILL``)."""
+NO_LABEL = -1
+"""The class code of a window (or sample) no annotation covers; classes are 0, 1, …"""
 
 
 def window_ids(rows: np.ndarray | int, windows: np.ndarray, offsets: np.ndarray | int = 0) -> np.ndarray:

@@ -54,12 +54,12 @@ class MinuteActivity:
 def minute_activity(store: Store, participant: str) -> MinuteActivity:
     """Minute-level ENMO of ``participant`` from the stored per-window ``enmo`` and ``valid``."""
     info = store.participant(participant)
-    row, first, end = int(info["row"]), int(info["first_window"]), int(info["n_windows"])
+    first, end = int(info["first_window"]), int(info["n_windows"])
     first_day, n_days = first // WINDOWS_PER_DAY, int(info["n_days"])
     span = slice(first_day * WINDOWS_PER_DAY, n_days * WINDOWS_PER_DAY)
     shape = (n_days - first_day, MINUTES_PER_DAY, WINDOWS_PER_MINUTE)
-    valid = store.group["valid"][row, span].reshape(shape)
-    enmo = store.group["enmo"][row, span].reshape(shape)
+    stored = store.days_of(participant, ("valid", "enmo"))  # valid checked against the day summary
+    valid, enmo = stored["valid"].reshape(shape), stored["enmo"].reshape(shape)
     counts = valid.sum(axis=-1)
     totals = np.where(valid, enmo, 0.0).sum(axis=-1, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

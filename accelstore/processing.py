@@ -1,11 +1,15 @@
-"""actipy's processing steps on numpy arrays: low-pass, gravity calibration, non-wear (docs/architecture.md, "Ingest").
+"""Reading one file and processing it: actipy's low-pass, gravity calibration and non-wear steps
+on numpy arrays (docs/architecture.md, "Ingest").
 
-The fast path of ingest. Each step reproduces the actipy 3.8 function it names — thresholds,
-acceptance rules, NaN handling and the keys it adds to the info dict — so that the store's
-participant table reads the same whichever path produced it; ``tests/test_processing.py`` holds
-the two paths to each other. The samples are processed in place in the reader's own x, y, z
-column arrays (float32): besides them, only one group of low-pass chunks (~96 MB) and per-window
-statistics are held at a time; the temperature is held as runs (:class:`~accelstore.run_lengths.Steps`).
+:func:`read_recording` is what ingest calls for each file: a reader's samples, as read
+(:func:`accelstore.readers.read_file`), screened for what the store cannot hold, then processed
+by the chosen engine. The numba engine is the fast path of ingest. Each of its steps reproduces
+the actipy 3.8 function it names — thresholds, acceptance rules, NaN handling and the keys it
+adds to the info dict — so that the store's participant table reads the same whichever path
+produced it; ``tests/test_processing.py`` holds the two paths to each other. The samples are
+processed in place in the reader's own x, y, z column arrays (float32): besides them, only one
+group of low-pass chunks (~96 MB) and per-window statistics are held at a time; the temperature
+is held as runs (:class:`~accelstore.run_lengths.RunLengths`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from scipy import signal
 
 from accelstore.kernels import calibration, nonwear
@@ -29,8 +34,14 @@ from accelstore.kernels.calibration import (
 )
 from accelstore.kernels.lowpass import filtfilt_chunks
 from accelstore.kernels.nonwear import stationary_runs, wear_summary
-from accelstore.readers import ProcessingOptions, Recording, read_recording
-from accelstore.run_lengths import Steps
+from accelstore.kernels.resample import out_of_range_samples
+from accelstore.readers import CorruptFileError, ProcessingOptions, Recording, read_file
+from accelstore.readers.output_capture import captured_output
+from accelstore.readers.recording import axes_of
+from accelstore.run_lengths import RunLengths
+
+if TYPE_CHECKING:
+    from accelstore.readers.cwa import SampleBuffers
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
@@ -60,28 +71,84 @@ UNPROCESSED = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear
 Axes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+def read_recording(
+    path: str | os.PathLike, options: ProcessingOptions = ProcessingOptions(), buffers: SampleBuffers | None = None
+) -> Recording:
+    """Read and process one file: actipy's low-pass, calibration and non-wear steps, no resampling.
+
+    The samples as read (with the actipy engine, a device file's as actipy's read call processed
+    them) are screened before the steps run: ``info["OutOfRangeSamples"]`` counts the samples
+    beyond the store's ±32.767 g, whose windows the resampler leaves invalid rather than clip
+    them; and the wear-time keys a reader left to this layer (``Recording.wear_time_deferred``)
+    are computed, unless non-wear detection will compute them over the samples it leaves.
+    A bad file raises the reader's :class:`~accelstore.readers.ReaderError`; a ``ValueError``
+    from the steps (too few samples to low-pass filter, say), which actipy raises inside its read
+    call, is a :class:`~accelstore.readers.CorruptFileError` naming the file.
+
+    ``buffers``: where the Numba ``.cwa`` reader puts the samples (see :class:`~accelstore.readers.cwa.SampleBuffers`);
+    the recording's arrays are then views of them, valid until the buffers are next used.
+    """
+    recording = read_file(path, options, buffers)
+    screened = {"OutOfRangeSamples": out_of_range_samples(*recording.axes)}
+    if recording.wear_time_deferred and not options.detect_nonwear:
+        screened |= wear_info(recording.time.view(np.int64), recording.axes)
+    recording = dataclasses.replace(recording, info={**recording.info, **screened})
+    try:
+        return _process(recording, options)
+    except ValueError as error:
+        raise CorruptFileError(recording.path, f"{type(error).__name__}: {error}") from None
+
+
 def read_raw(path: str | os.PathLike) -> Recording:
     """A file's samples as the device recorded them (in g, unfiltered, uncalibrated, no NaN).
 
-    Goes through :func:`accelstore.readers.read_recording`, so a bad file raises the same typed
-    :class:`~accelstore.readers.ReaderError`. actipy's quality control has run (samples with
-    non-increasing times dropped; ``ReadErrors``, ``WearTime(days)``… in ``info``). A
-    ``Recording`` holds no temperature, so ``process_recording(read_raw(path))`` calibrates
-    without actipy's per-axis temperature term unless ``temperature`` is passed to it.
+    :func:`read_recording` with every step off, so a bad file raises the same typed
+    :class:`~accelstore.readers.ReaderError` and ``info`` is complete: actipy's quality control
+    has run (samples with non-increasing times dropped; ``ReadErrors``, ``WearTime(days)``… in
+    it). The recording carries the device's temperature, so ``process_recording(read_raw(path))``
+    calibrates with actipy's per-axis temperature term, as ``actipy.read_device`` does.
     """
     return read_recording(path, UNPROCESSED)
 
 
-def process_recording(
-    raw: Recording, options: ProcessingOptions = ProcessingOptions(), temperature: np.ndarray | Steps | None = None
-) -> Recording:
-    """``raw`` processed by :func:`process_arrays`, consuming it: its axis arrays are overwritten.
+def _process(recording: Recording, options: ProcessingOptions) -> Recording:
+    """The engine's steps on a recording, unless actipy ran them as it read the file."""
+    if recording.processed_on_read:
+        return recording
+    if options.engine == "actipy":
+        return _actipy_process(recording, options)
+    return process_recording(recording, options)
+
+
+def _actipy_process(recording: Recording, options: ProcessingOptions) -> Recording:
+    """``actipy.process`` on samples read without actipy: CSV tables, which carry no temperature."""
+    import actipy
+
+    index = pd.DatetimeIndex(recording.time, name="time")
+    data = pd.DataFrame(dict(zip("xyz", recording.axes)), index=index, copy=False)
+    with captured_output():
+        data, info = actipy.process(
+            data,
+            recording.sample_rate,
+            lowpass_hz=options.lowpass_hz or None,
+            calibrate_gravity=options.calibrate,
+            detect_nonwear=options.detect_nonwear,
+            resample_hz=None,
+            verbose=False,
+        )
+    return dataclasses.replace(
+        recording, time=data.index.to_numpy(dtype="datetime64[ns]"), axes=axes_of(data), info={**recording.info, **info}
+    )
+
+
+def process_recording(raw: Recording, options: ProcessingOptions = ProcessingOptions()) -> Recording:
+    """``raw`` processed by :func:`process_arrays` with its temperature, consuming it: its axis arrays are overwritten.
 
     The reader's axes are pandas' read-only views of arrays nothing else holds once the reader has
     returned; they are made writeable rather than copied (a copy only where numpy refuses).
     """
     axes = tuple(_writeable(axis) for axis in raw.axes)
-    axes, info = process_arrays(raw.time.view(np.int64), axes, raw.sample_rate, options, temperature)
+    axes, info = process_arrays(raw.time.view(np.int64), axes, raw.sample_rate, options, raw.temperature)
     return dataclasses.replace(raw, axes=axes, info={**raw.info, **info})
 
 
@@ -98,7 +165,7 @@ def process_arrays(
     axes: Axes,
     sample_rate: float,
     options: ProcessingOptions = ProcessingOptions(),
-    temperature: np.ndarray | Steps | None = None,
+    temperature: np.ndarray | RunLengths | None = None,
 ) -> tuple[Axes, dict[str, Any]]:
     """actipy's low-pass, calibration and non-wear steps, as ``options`` switch them, in place.
 
@@ -138,7 +205,7 @@ def lowpass(axes: Axes, sample_rate: float, cutoff_hz: float) -> dict[str, Any]:
     return {"LowpassOK": 1, "LowpassCutoff(Hz)": cutoff_hz}
 
 
-def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray | Steps | None = None) -> dict[str, Any]:
+def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray | RunLengths | None = None) -> dict[str, Any]:
     """``actipy.processing.calibrate_gravity`` (with ``return_coeffs``), applied in place when it succeeds.
 
     Fits on the means of stationary 10-s windows (every axis's std < 15 mg), at most the first
@@ -152,7 +219,7 @@ def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray |
     still = np.all(np.stack([std for _, std in moments], axis=1) < STATIONARY_STD_G, axis=1)
     selected = still & np.isfinite(means).all(axis=1) & (np.linalg.norm(means, axis=1) > 1e-8)
     if temperature is not None:
-        temperature = temperature if isinstance(temperature, Steps) else Steps.of(temperature)
+        temperature = temperature if isinstance(temperature, RunLengths) else RunLengths.of(temperature)
         temperature_means = step_window_means(time_ns, temperature.starts, temperature.values, STATIONARY_WINDOW_NS, n_windows)
         selected &= np.isfinite(temperature_means)
         temperature_means = temperature_means[selected][:CALIB_MAX_WINDOWS]
@@ -175,8 +242,8 @@ def calibrate_gravity(time_ns: np.ndarray, axes: Axes, temperature: np.ndarray |
         return info | {"CalibOK": 0}
 
     intercept, slope, slope_t = (c.astype(np.float32) for c in (intercept, slope, slope_t))
-    steps = temperature if use_temperature else Steps.of(np.zeros(0))
-    apply_calibration(*axes, intercept, slope, steps.starts, steps.values, slope_t, use_temperature)
+    runs = temperature if use_temperature else RunLengths.of(np.zeros(0))
+    apply_calibration(*axes, intercept, slope, runs.starts, runs.values, slope_t, use_temperature)
     info["CalibOK"] = 1
     coefficients = {"Intercept": intercept, "Slope": slope} | ({"SlopeT": slope_t} if use_temperature else {})
     for name, values in coefficients.items():

@@ -13,7 +13,7 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class Steps:
+class RunLengths:
     """``values[r]`` on samples ``starts[r]`` up to ``starts[r + 1]`` (the last run up to ``n_samples``)."""
 
     starts: np.ndarray  # int64 (R,), increasing, starts[0] == 0 when R > 0
@@ -21,7 +21,7 @@ class Steps:
     n_samples: int
 
     @classmethod
-    def of(cls, samples: np.ndarray) -> Steps:
+    def of(cls, samples: np.ndarray) -> RunLengths:
         """The runs of a per-sample array (NaN never equals a neighbour: each NaN is its own run)."""
         samples = np.asarray(samples, dtype=np.float32)
         starts = np.flatnonzero(np.concatenate([[True], samples[1:] != samples[:-1]])) if len(samples) else np.zeros(0, np.int64)

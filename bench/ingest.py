@@ -114,7 +114,7 @@ def main() -> None:
         rates[engine] = person_days / (seconds * args.workers / 60)
         print(f"accelstore ingest --processing {engine} ({args.workers} workers): {seconds:7.1f} s wall, {rates[engine]:6.2f} person-days per core-minute, peak {peak / 2**30:.2f} GiB per worker")
     shutil.rmtree(work)
-    for engine, (seconds, peak) in ours.items():
+    for engine, (_, peak) in ours.items():
         print(f"ratio {engine}: person-days per core-minute {rates[engine] / baseline_rate:.2f}x, peak memory per worker {peak / baseline_peak:.2f}x (accelstore / baseline)")
 
 

@@ -33,13 +33,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from pretext import BASELINES, augment_baseline  # noqa: E402  (bench/pretext.py)
 from torch.utils.data import DataLoader, Dataset, RandomSampler  # noqa: E402
 
 from accelstore import open_store  # noqa: E402
 from accelstore.dataset.windows import WindowDataset, worker_context  # noqa: E402
 from accelstore.grid import WINDOWS_PER_DAY  # noqa: E402
 from accelstore.store import WINDOW_ARRAYS, MetadataWriter, ParticipantWriter, Status, create_store  # noqa: E402
-from pretext import BASELINES, augment_baseline  # noqa: E402  (bench/pretext.py)
 
 OUT = Path(__file__).resolve().parent / "out" / "loader"
 TASKS = ("aot", "permute", "time_warp")
@@ -77,7 +77,7 @@ def replicate(source: Path, copies: int) -> Path:
         for day in range(days):
             acc = group["acc"][row, day * WINDOWS_PER_DAY : (day + 1) * WINDOWS_PER_DAY]
             with ThreadPoolExecutor() as pool:  # compression releases the GIL
-                list(pool.map(lambda writer: writer.write_day(day, acc), writers))
+                list(pool.map(lambda writer, day=day, acc=acc: writer.write_day(day, acc), writers))
         per_window = {spec.name: group[spec.name][row] for spec in WINDOW_ARRAYS}
         for writer, new in zip(writers, rows):
             writer.write_windows(**per_window)

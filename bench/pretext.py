@@ -138,10 +138,10 @@ def main() -> None:
     ratio = 0.0
     for label, tasks, steps, with_augment in cases:
         fast = windows_per_second(
-            lambda s: accelstore_batch(batch, tasks, with_augment, s), args.batch, args.repeats
+            lambda s, tasks=tasks, with_augment=with_augment: accelstore_batch(batch, tasks, with_augment, s), args.batch, args.repeats
         )
         slow = windows_per_second(
-            lambda s: baseline_batch(batch, steps, s), args.batch, args.repeats
+            lambda s, steps=steps: baseline_batch(batch, steps, s), args.batch, args.repeats
         )
         ratio = fast / slow
         print(f"{label:<20}{fast:>14,.0f}{slow:>12,.0f}{ratio:>8.1f}x")

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from accelstore.grid import WINDOWS_PER_DAY
-
 from accelstore.kernels.resample import resample_windows, warm_up
 from accelstore.synth import synthesize_signal
 

@@ -23,7 +23,7 @@ import numcodecs
 import numpy as np
 
 from accelstore import open_store
-from accelstore.grid import WINDOWS_PER_DAY, WINDOW_SAMPLES
+from accelstore.grid import WINDOW_SAMPLES, WINDOWS_PER_DAY
 from accelstore.pipelines.ingest import ingest
 from accelstore.synth import synthesize
 
@@ -60,8 +60,8 @@ def codec_table(path: Path) -> dict[str, float]:
     totals = dict.fromkeys(CODECS, 0)
     windows = 0
     for _, row in opened.participants.iterrows():
-        raw = opened.group["acc"][int(row["row"]), int(row["first_window"]) : int(row["n_windows"])]
-        raw = raw[opened.group["valid"][int(row["row"]), int(row["first_window"]) : int(row["n_windows"])]]
+        span = slice(int(row["first_window"]), int(row["n_windows"]))
+        raw = opened.window_values(int(row["row"]), "acc", span)[opened.window_values(int(row["row"]), "valid", span)]
         windows += len(raw)
         for start in range(0, len(raw), 360):
             chunk = np.ascontiguousarray(raw[start : start + 360])

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import RandomSampler
-
 from loader import TASKS, SubjectNpyDataset, _loader, build_npy, build_store, endless  # bench/loader.py
+from torch.utils.data import RandomSampler
 
 from accelstore.dataset.windows import WindowDataset
 from accelstore.training.pretrain import TrainConfig, build_model, build_optimizer, configure_backends, train_step

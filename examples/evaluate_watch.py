@@ -19,8 +19,7 @@ from pathlib import Path
 
 import click
 
-from accelstore.evaluation.evaluate import MODELS, evaluate, load_labelled
-from accelstore.evaluation.report import summary_markdown, write_report
+import accelstore
 
 logger = logging.getLogger("evaluate_watch")
 
@@ -73,12 +72,12 @@ def main(out: Path, data: Path, width: float, pretrain_steps: int, participants:
         run("accelstore", "-q", "ingest", str(data), "-o", str(store), "--labels", "--scheduler", "synchronous")
     encoder = pretrained_encoder(out, width, pretrain_steps, participants, days, device)
 
-    labelled = load_labelled(str(store))
-    report = evaluate(labelled.X, labelled.y, labelled.groups, models=MODELS, encoder=encoder, seed=seed,
-                      width=width, epochs=epochs, n_estimators=trees, class_names=labelled.class_names,
-                      learning_rate=lr, augment=augment, device=device, n_jobs=jobs)
-    write_report(report, out / "report")
-    logger.info("summary\n%s", summary_markdown(report))
+    labelled = accelstore.load_labelled(str(store))
+    config = accelstore.EvaluationConfig(width=width, epochs=epochs, learning_rate=lr, augment=augment, trees=trees, jobs=jobs,
+                                         device=device, seed=seed)  # every model: there is an encoder
+    report = accelstore.evaluate(labelled.X, labelled.y, labelled.groups, config, encoder=encoder, class_names=labelled.class_names)
+    accelstore.write_report(report, out / "report")
+    logger.info("summary\n%s", report.summary().to_string(float_format="%.3f"))
     seconds = report.timings.groupby("model", sort=False).agg(seconds_per_fold=("seconds", "mean"),
                                                               epochs_per_fold=("epochs", "mean"))
     logger.info("time per fold\n%s", seconds.to_string(float_format="%.1f"))

@@ -32,12 +32,10 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from accelstore.pipelines.ingest import ingest  # noqa: E402
-from accelstore.pipelines.pretext_validation import build_validation_set  # noqa: E402
-from accelstore.training.pretrain import CHECKPOINT, METRICS, TrainConfig, train  # noqa: E402
-from accelstore.synth import WALKING, SyntheticRecording, synthesize, write_cwa  # noqa: E402
+import accelstore
+from accelstore import synth
 
 log = logging.getLogger("pretrain_demo")
 
@@ -53,7 +51,7 @@ def drifting(rng: np.random.Generator, t: np.ndarray, period_s: float, low: floa
     return low + (high - low) * (wave + 1) / 2
 
 
-def gait_recording(hours: float, seed: int) -> SyntheticRecording:
+def gait_recording(hours: float, seed: int) -> synth.SyntheticRecording:
     """Walking with a time-asymmetric step, in a slowly turning posture, with sensor noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(hours * 3600 * GAIT_RATE_HZ)) / GAIT_RATE_HZ
@@ -65,8 +63,8 @@ def gait_recording(hours: float, seed: int) -> SyntheticRecording:
     side = np.stack([np.cos(tilt) * np.cos(turn), np.cos(tilt) * np.sin(turn), -np.sin(tilt)], axis=1)
     swing = 0.3 * amplitude * np.sin(phase / 2 + rng.uniform(0, 2 * np.pi))
     xyz = up * (1 + amplitude * step)[:, None] + side * swing[:, None] + rng.normal(0, 0.005, (len(t), 3))
-    activity = np.full(len(t), WALKING, np.int8)
-    return SyntheticRecording(np.datetime64("2024-03-01T10:00:00", "ns"), GAIT_RATE_HZ, t, xyz.astype(np.float32), activity, np.empty((0, 2)))
+    activity = np.full(len(t), synth.WALKING, np.int8)
+    return synth.SyntheticRecording(np.datetime64("2024-03-01T10:00:00", "ns"), GAIT_RATE_HZ, t, xyz.astype(np.float32), activity, np.empty((0, 2)))
 
 
 def write_gait(folder: Path, participants: int, hours: float = GAIT_HOURS) -> list[Path]:
@@ -74,7 +72,7 @@ def write_gait(folder: Path, participants: int, hours: float = GAIT_HOURS) -> li
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"G{i}.cwa" for i in range(participants)]
     for i, path in enumerate(paths):
-        write_cwa(path, gait_recording(hours, seed=i), device_id=100 + i)
+        synth.write_cwa(path, gait_recording(hours, seed=i), device_id=100 + i)
     return paths
 
 
@@ -85,17 +83,17 @@ def build_store(out: Path, source: str, participants: int) -> str:
         if source == "gait":
             write_gait(out / "raw", participants)
         else:
-            synthesize(out / "raw", participants=participants, days=0.5, seed=0)
-        report = ingest([out / "raw"], str(store), workers=2, progress=False)
+            synth.synthesize(out / "raw", participants=participants, days=0.5, seed=0)
+        report = accelstore.ingest([out / "raw"], str(store), workers=2, progress=False)
         if not report.ok:
             raise RuntimeError(f"ingest failed: {report.failed}")
-        build_validation_set(str(store), windows=1024, holdout_fraction=1 / participants, seed=0, workers=2, progress=False)
+        accelstore.build_validation_set(str(store), windows=1024, holdout_fraction=1 / participants, seed=0, workers=2, progress=False)
         log.info("store %s: %d participants of %s, one held out", store, participants, source)
     return str(store)
 
 
 def plot_curves(run: Path, tasks: tuple[str, ...], path: Path) -> None:
-    records = [json.loads(line) for line in (run / METRICS).read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["split"] == "train"]
     val = [r for r in records if r["split"] == "val"]
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
@@ -125,9 +123,9 @@ def main() -> None:
 
     store = build_store(args.out, args.source, args.participants)
     run = args.out / "run"
-    config = TrainConfig(store, str(run), width=args.width, batch_size=64, workers=1, epochs=args.epochs, lr=1e-3,
-                         warmup_epochs=1, sampling="uniform", log_every=20, resume=(run / CHECKPOINT).exists())  # fmt: skip
-    result = train(config)
+    config = accelstore.TrainConfig(store, str(run), width=args.width, batch_size=64, workers=1, epochs=args.epochs, lr=1e-3,
+                                    warmup_epochs=1, sampling="uniform", log_every=20, resume=(run / "checkpoint.pt").exists())  # fmt: skip
+    result = accelstore.train(config)
     log.info("stopped (%s) after %d steps; encoder in %s", result.stopped, result.progress.step, run / "best_encoder.pt")
     plot_curves(run, config.tasks, args.out / "curves.png")
 

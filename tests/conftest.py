@@ -1,4 +1,7 @@
-"""Shared fixtures: the real data in ../shared/data (skipped with a reason when absent)."""
+"""Shared fixtures: the real data in ../shared/data (skipped with a reason when absent).
+
+Fixtures only; the plain helpers and constants the tests share are in helpers.py.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("ACCELSTORE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-DEVICES = SHARED_DATA / "devices"
-LABELLED = SHARED_DATA / "labelled"
-
-GOOD_DEVICE_FILES = (
-    "GGIRread__ax3_testfile.cwa",
-    "GGIRread__ax3_testfile_corrupt_blocks_0_13_14_142_143_144.cwa",
-    "GGIRread__ax6_testfile.cwa",
-    "skdh__ax3_sample.cwa",
-    "skdh__ax6_sample.cwa",
-    "skdh__gnactv_sample.bin",
-    "openmovement__example-610-steps.cwa",
-    "GGIR__actigraph_testfile.gt3x",
-)
-UNSUPPORTED_FILE = "GGIRread__genea_testfile.bin"
-TRUNCATED_FILE = "GGIRread__GENEActiv_testfile.bin"
+from helpers import DEVICES, LABELLED
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +25,13 @@ def labelled_dir() -> Path:
     if not LABELLED.is_dir():
         pytest.skip(f"labelled data not found at {LABELLED} (../shared/data/labelled beside the repository)")
     return LABELLED
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs one test process per core), each test process and
+    what it starts (torchrun ranks, DataLoader workers) computes on one thread: two processes
+    each spreading torch's and OpenMP's thread pools over every core only fight for them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["MKL_NUM_THREADS"] = "1"
+

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from accelstore import open_store
 from accelstore.cli import main
 from accelstore.pipelines.ingest import ingest
+from accelstore.processing import read_recording
 from accelstore.readers import (
     AmbiguousTimeError,
     BadTimeError,
@@ -21,9 +22,8 @@ from accelstore.readers import (
     ProcessingOptions,
     ReaderError,
     SpanTooLongError,
-    read_recording,
 )
-from csv_recordings import signal
+from helpers import signal
 
 RAW = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False)
 START = pd.Timestamp("2024-03-01 08:00:00")

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import copy
 import errno
+import signal
 import socket
 import subprocess
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -16,27 +18,40 @@ import pytest
 from click.testing import CliRunner
 
 from accelstore.cli import main
-from accelstore.errors import InputError, LeaseHeldError, StoreDamageError
 from accelstore.cli.pipelines import features_command
+from accelstore.errors import InputError, LeaseHeldError, StoreDamageError
+from accelstore.pipelines.ingest import ingest
 from accelstore.pipelines.runner import SCHEDULER_CONNECT_TIMEOUT, TaskError, dask_client, run_tasks, scheduler_address
 from accelstore.readers import ReaderError
 from accelstore.synth import synthesize
-from csv_recordings import write_csv
-
-
-def accelstore(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    """The command line in a process of its own; a hang fails the test after ``timeout`` seconds."""
-    return subprocess.run([sys.executable, "-m", "accelstore", *args], capture_output=True, text=True, timeout=timeout)
+from helpers import run_cli, run_cli_process, write_csv
 
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
 
-def last_line(stderr: str) -> str:
-    """The error line: a command's last words on stderr."""
-    lines = error_lines(stderr)
-    return lines[-1] if lines else ""
+def logged_tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Log records that carry a traceback: in a process of its own, its stderr would show them."""
+    return [record.getMessage() for record in caplog.records if record.exc_info]
+
+
+@contextmanager
+def hang_fails_after(seconds: int) -> Iterator[None]:
+    """Fail the test, instead of hanging the suite, when a run in this process hangs: SIGALRM fails
+    it from the main thread after ``seconds`` (``pytest.fail`` raises a ``BaseException``, which
+    neither the command line's error handling nor CliRunner catches)."""
+
+    def expire(signum, frame):
+        pytest.fail(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
@@ -50,22 +65,24 @@ def raw(tmp_path) -> Path:
 # ---------------------------------------------------------------- --scheduler
 
 
-def test_a_missing_scheduler_file_fails_at_once_with_exit_2(raw, tmp_path):
+def test_a_missing_scheduler_file_fails_at_once_with_exit_2(raw, tmp_path, caplog):
     missing = tmp_path / "scheduler.json"  # distributed alone would wait for it to appear, forever
-    run = accelstore("-q", "ingest", str(raw), "-o", str(tmp_path / "s.zarr"), "--scheduler", str(missing), timeout=60)
-    assert run.returncode == 2, run.stderr
-    assert last_line(run.stderr) == f"error: --scheduler {missing}: no such scheduler file"
-    assert "Traceback" not in run.stderr
+    with hang_fails_after(60):
+        run = run_cli("-q", "ingest", str(raw), "-o", str(tmp_path / "s.zarr"), "--scheduler", str(missing))
+    assert run.exit_code == 2, run.output
+    assert error_lines(run.stderr) == [f"error: --scheduler {missing}: no such scheduler file"]
+    assert "Traceback" not in run.stderr and logged_tracebacks(caplog) == []
 
 
-def test_an_unreachable_scheduler_fails_after_the_connect_timeout_with_exit_2(raw, tmp_path):
+def test_an_unreachable_scheduler_fails_after_the_connect_timeout_with_exit_2(raw, tmp_path, caplog):
     with socket.socket() as reserved:  # bound, never listening: connections to it are refused
         reserved.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{reserved.getsockname()[1]}"
-        run = accelstore("-q", "ingest", str(raw), "-o", str(tmp_path / "s.zarr"), "--scheduler", address, timeout=60)
-    assert run.returncode == 2, run.stderr
-    assert last_line(run.stderr) == f"error: --scheduler: could not connect to {address} within {SCHEDULER_CONNECT_TIMEOUT} s"
-    assert "Traceback" not in run.stderr
+        with hang_fails_after(60):
+            run = run_cli("-q", "ingest", str(raw), "-o", str(tmp_path / "s.zarr"), "--scheduler", address)
+    assert run.exit_code == 2, run.output
+    assert error_lines(run.stderr) == [f"error: --scheduler: could not connect to {address} within {SCHEDULER_CONNECT_TIMEOUT} s"]
+    assert "Traceback" not in run.stderr and logged_tracebacks(caplog) == []
 
 
 @pytest.mark.parametrize("content", ['{"port": 8786}', "not json", "", '{"address": 8786}', "[1, 2]"])
@@ -78,7 +95,7 @@ def test_a_file_that_is_not_a_scheduler_file_is_an_input_error(tmp_path, content
 
 @pytest.mark.parametrize("address", ["nonsense", "foo://host:1", "tcp://127.0.0.1:notaport"])
 def test_a_malformed_scheduler_address_is_an_input_error_at_once(address):
-    with pytest.raises(InputError, match="^--scheduler: not a scheduler address"):
+    with pytest.raises(InputError, match=r"^--scheduler: not a scheduler address"):
         scheduler_address(address)
 
 
@@ -135,8 +152,8 @@ def test_with_v_an_unexpected_error_shows_its_traceback_then_the_line():
 def test_click_usage_errors_keep_their_exit_status_2():
     result = CliRunner().invoke(group_with_explode(), ["explode", "usage"])
     assert result.exit_code == 2 and "Invalid value for KIND: no good" in result.stderr
-    assert CliRunner().invoke(main, ["info"]).exit_code == 2  # a missing argument
-    assert CliRunner().invoke(main, ["nonsense"]).exit_code == 2
+    assert run_cli("info").exit_code == 2  # a missing argument
+    assert run_cli("nonsense").exit_code == 2
 
 
 def test_a_command_run_on_its_own_reports_the_same_way(tmp_path):
@@ -149,11 +166,11 @@ def test_a_command_run_on_its_own_reports_the_same_way(tmp_path):
 
 
 def test_an_output_that_cannot_be_created_is_one_line_naming_it(raw):
-    result = CliRunner().invoke(main, ["-q", "ingest", str(raw), "-o", "/proc/forbidden.zarr"])
+    result = run_cli("-q", "ingest", str(raw), "-o", "/proc/forbidden.zarr")
     assert result.exit_code == 2, result.output
     [line] = error_lines(result.stderr)
     assert line.startswith("error: /proc/forbidden.zarr") and "Traceback" not in result.output
-    result = CliRunner().invoke(main, ["-q", "synth", "/proc/forbidden", "--participants", "1", "--days", "0.01"])
+    result = run_cli("-q", "synth", "/proc/forbidden", "--participants", "1", "--days", "0.01")
     assert result.exit_code == 2, result.output
     assert error_lines(result.stderr) == ["error: /proc/forbidden: No such file or directory"]
 
@@ -162,7 +179,7 @@ def test_a_store_path_that_is_a_plain_file_is_one_line(tmp_path, raw):
     plain = tmp_path / "plain.zarr"
     plain.write_text("not a store")
     for arguments in (["info", str(plain)], ["-q", "ingest", str(raw), "-o", str(plain)], ["features", str(plain)]):
-        result = CliRunner().invoke(main, arguments)
+        result = run_cli(*arguments)
         assert result.exit_code == 2, (arguments, result.output)
         [line] = error_lines(result.stderr)
         assert line.startswith(f"error: {plain}: "), arguments
@@ -172,7 +189,7 @@ def test_a_store_path_that_is_a_plain_file_is_one_line(tmp_path, raw):
                                              ("P\\d+", "has no group")])
 def test_a_bad_id_pattern_is_refused_before_anything_runs(raw, tmp_path, pattern, reason):
     store = tmp_path / "never.zarr"
-    result = CliRunner().invoke(main, ["-q", "ingest", str(raw), "-o", str(store), "--id-pattern", pattern])
+    result = run_cli("-q", "ingest", str(raw), "-o", str(store), "--id-pattern", pattern)
     assert result.exit_code == 2
     assert "Invalid value for '--id-pattern'" in result.stderr and reason in result.stderr
     assert not store.exists()
@@ -233,40 +250,50 @@ def test_on_a_local_cluster_only_transient_errors_are_retried_and_workers_print_
     assert "still alive" not in printed
 
 
-# ---------------------------------------------------------------- a real run, and queries of its store
+# ---------------------------------------------------------------- a real run; queries of a store
 
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """A real run, in a process of its own: what its workers print lands on its stderr."""
     root = tmp_path_factory.mktemp("real")
     synthesize(root / "raw", participants=2, days=0.05, seed=3)
     store = root / "store.zarr"
-    run = accelstore("ingest", str(root / "raw"), "-o", str(store), "--workers", "2", timeout=300)
+    run = run_cli_process("ingest", str(root / "raw"), "-o", str(store), "--workers", "2", timeout=300)
     return run, store
 
 
 def test_a_real_ingest_ends_without_a_traceback_or_a_killed_worker(ingested):
-    run, store = ingested
+    run, _ = ingested
     assert run.returncode == 0, run.stderr
     assert "2 written, 0 unchanged, 0 failed" in run.stdout
     assert "Traceback" not in run.stderr
     assert "still alive" not in run.stderr and "killing" not in run.stderr, run.stderr  # the nanny killed no worker
 
 
-def test_query_errors_are_the_stores_own(ingested, tmp_path):
-    _, store = ingested
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """Two synthetic participants ingested in this process: a store to query."""
+    root = tmp_path_factory.mktemp("queried")
+    synthesize(root / "raw", participants=2, days=0.05, seed=3)
+    store = root / "store.zarr"
+    assert ingest([root / "raw"], str(store), scheduler="synchronous", progress=False).ok
+    return store
+
+
+def test_query_errors_are_the_stores_own(store, tmp_path):
     query = ["query", str(store), "P001", "-o", str(tmp_path / "q.npy")]
-    backwards = CliRunner().invoke(main, [*query, "--start", "2030-01-02", "--end", "2030-01-01"])
+    backwards = run_cli(*query, "--start", "2030-01-02", "--end", "2030-01-01")
     assert backwards.exit_code == 2
     [line] = error_lines(backwards.stderr)
     assert line.startswith("error: --start") and "Usage" not in backwards.stderr  # InputError, not blamed on usage
-    unknown = CliRunner().invoke(main, ["query", str(store), "NOPE", "-o", str(tmp_path / "q.npy")])
+    unknown = run_cli("query", str(store), "NOPE", "-o", str(tmp_path / "q.npy"))
     assert unknown.exit_code == 1
     [line] = error_lines(unknown.stderr)
     assert line.startswith("error: participant 'NOPE' is not in")
-    unwritable = CliRunner().invoke(main, ["query", str(store), "P001", "-o", "/proc/q.npy"])
+    unwritable = run_cli("query", str(store), "P001", "-o", "/proc/q.npy")
     assert unwritable.exit_code == 2
     [line] = error_lines(unwritable.stderr)
     assert line.startswith("error: /proc/q.npy: ")
-    bad_format = CliRunner().invoke(main, ["query", str(store), "P001", "-o", str(tmp_path / "q.xyz")])
+    bad_format = run_cli("query", str(store), "P001", "-o", str(tmp_path / "q.xyz"))
     assert bad_format.exit_code == 2 and "Invalid value for --output" in bad_format.stderr

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from accelstore import open_store
 from accelstore.pipelines.ingest import ingest
-from accelstore.readers import ProcessingOptions, ReaderError, read_recording
-from conftest import DEVICES, GOOD_DEVICE_FILES, TRUNCATED_FILE, UNSUPPORTED_FILE
-from csv_recordings import write_csv
+from accelstore.processing import read_recording
+from accelstore.readers import ProcessingOptions, ReaderError
+from helpers import DEVICES, GOOD_DEVICE_FILES, TRUNCATED_FILE, UNSUPPORTED_FILE, write_csv
 
 CWA_FILES = [name for name in GOOD_DEVICE_FILES if name.endswith(".cwa")]
 JAVA_FILES = [name for name in GOOD_DEVICE_FILES if not name.endswith(".cwa")] + [TRUNCATED_FILE, UNSUPPORTED_FILE]

@@ -1,4 +1,9 @@
-"""The Numba .cwa reader against actipy's Java reader (all processing off): the same to the bit."""
+"""The Numba .cwa reader against actipy's Java reader (all processing off): the same to the bit.
+
+The reader leaves actipy's wear-time keys to the processing layer (they need the non-wear
+kernel), so the info dict is compared as read, less those keys, and as ``processing.read_raw``
+completes it.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from accelstore.processing import read_raw, read_recording
+from accelstore.readers import CorruptFileError, ProcessingOptions, read_file
 from accelstore.readers.cwa import BLOCK_BYTES, NO_DATA_BLOCK, PARTIAL_BLOCK, SampleBuffers, read_cwa
-from accelstore.readers import CorruptFileError, ProcessingOptions, read_recording
 from accelstore.synth import synthesize
-from tests.conftest import GOOD_DEVICE_FILES
+from helpers import GOOD_DEVICE_FILES
 
 CWA_FILES = [name for name in GOOD_DEVICE_FILES if name.endswith(".cwa")]
 ACTIPY_UNPROCESSED = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False, engine="actipy")
 REFERENCE_FILE = "GGIRread__ax3_testfile.cwa"  # AX3, packed, 100 Hz, blocks with rate codes (checksummed)
 TAMPERED_BLOCK = 40  # a data block in the middle of the reference file
+WEAR_TIME_KEYS = {"WearTime(days)", "NumInterrupts", "Covers24hOK"}
 
 
 def assert_same_as_actipy(path: Path) -> None:
-    """Samples, timestamps (ns), x, y, z, temperature and the info dict equal actipy's exactly."""
+    """Samples, timestamps (ns), x, y, z, temperature and the info dict equal actipy's exactly.
+
+    The info dict: as read, actipy's in its order less the wear-time keys; completed by
+    processing, actipy's with the same types and values, and the out-of-range count.
+    """
     import actipy
 
     expected, expected_info = actipy.read_device(
@@ -33,8 +44,15 @@ def assert_same_as_actipy(path: Path) -> None:
         assert values.dtype == np.float32 and values.flags.c_contiguous and values.flags.owndata
         np.testing.assert_array_equal(values, expected[name].to_numpy())
     np.testing.assert_array_equal(ours.temperature.expand(), expected["temperature"].to_numpy())
-    assert list(ours.info) == list(expected_info)
-    assert {k: (type(v), v) for k, v in ours.info.items()} == {k: (type(v), v) for k, v in expected_info.items()}
+    assert set(expected_info) >= WEAR_TIME_KEYS
+    assert list(ours.info) == [key for key in expected_info if key not in WEAR_TIME_KEYS]
+    completed = read_raw(path)
+    np.testing.assert_array_equal(completed.time, expected.index.to_numpy(dtype="datetime64[ns]"))
+    np.testing.assert_array_equal(completed.xyz, expected[["x", "y", "z"]].to_numpy())
+    np.testing.assert_array_equal(completed.temperature.expand(), expected["temperature"].to_numpy())
+    info = dict(completed.info)
+    assert info.pop("OutOfRangeSamples") == 0
+    assert {k: (type(v), v) for k, v in info.items()} == {k: (type(v), v) for k, v in expected_info.items()}
 
 
 @pytest.mark.parametrize("name", CWA_FILES)
@@ -43,7 +61,7 @@ def test_real_files_read_as_actipy_reads_them(devices_dir, name):
 
 
 def test_corrupt_blocks_are_counted_as_actipy_counts_them(devices_dir):
-    info = read_cwa(devices_dir / "GGIRread__ax3_testfile_corrupt_blocks_0_13_14_142_143_144.cwa").info
+    info = read_raw(devices_dir / "GGIRread__ax3_testfile_corrupt_blocks_0_13_14_142_143_144.cwa").info
     assert info["ReadErrors"] == 6 and info["NumInterrupts"] == 1
 
 
@@ -141,7 +159,7 @@ def test_unreadable_files_raise_the_java_parsers_message(devices_dir, tmp_path, 
         read_cwa(path)
     assert str(ours.value) == message
     with pytest.raises(CorruptFileError) as actipys:
-        read_recording(path, ACTIPY_UNPROCESSED)
+        read_file(path, ACTIPY_UNPROCESSED)
     assert actipys.value.cause == message
 
 
@@ -155,7 +173,7 @@ def test_zero_byte_file_has_no_data_block(tmp_path):
 def test_corrupt_gzip_is_a_value_error(tmp_path):
     path = tmp_path / "bad.cwa.gz"
     path.write_bytes(b"not gzip at all")
-    with pytest.raises(ValueError, match="^cannot decompress: ") as caught:
+    with pytest.raises(ValueError, match=r"^cannot decompress: ") as caught:
         read_cwa(path)
     assert "\n" not in str(caught.value)
 
@@ -187,9 +205,15 @@ def test_reads_into_reused_buffers_equal_fresh_reads(devices_dir, tmp_path):
         del reused  # so that the next growth resizes the buffers in place
 
 
-def test_reading_without_wear_time_leaves_out_only_its_keys(devices_dir):
+def test_reading_leaves_out_only_the_wear_time_keys_which_processing_adds(devices_dir):
+    """The reader's info is processing's without the wear-time keys (and the out-of-range count);
+    with non-wear detection on, processing computes those keys over the samples it keeps instead."""
     path = devices_dir / REFERENCE_FILE
-    full, quick = read_cwa(path).info, read_cwa(path, wear_time=False).info
-    wear_keys = {"WearTime(days)", "NumInterrupts", "Covers24hOK"}
-    assert wear_keys <= set(full) and not wear_keys & set(quick)
-    assert quick == {key: value for key, value in full.items() if key not in wear_keys}
+    quick = read_cwa(path).info
+    full = {key: value for key, value in read_raw(path).info.items() if key != "OutOfRangeSamples"}
+    assert set(full) >= WEAR_TIME_KEYS and not WEAR_TIME_KEYS & set(quick)
+    assert quick == {key: value for key, value in full.items() if key not in WEAR_TIME_KEYS}
+    recording = read_file(path)
+    assert recording.wear_time_deferred and not WEAR_TIME_KEYS & set(recording.info)
+    nonwear_only = ProcessingOptions(lowpass_hz=None, calibrate=False)
+    assert set(read_recording(path, nonwear_only).info) >= WEAR_TIME_KEYS

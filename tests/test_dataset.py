@@ -17,12 +17,11 @@ from click.testing import CliRunner
 from torch.utils.data import DataLoader
 
 from accelstore import open_store
+from accelstore.cli.training import stream_command
 from accelstore.dataset.windows import WindowDataset, resume_position, transform_seed, worker_context
-from accelstore.grid import window_ids
+from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY, window_ids
 from accelstore.kernels.augment import augment
 from accelstore.kernels.pretext_transforms import apply_pretext
-from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY
-from accelstore.cli.training import stream_command
 from accelstore.store import MetadataWriter, ParticipantWriter, Status, acc_to_g, create_store
 
 DAY = WINDOWS_PER_DAY

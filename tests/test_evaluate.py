@@ -3,8 +3,10 @@ frozen backbones, determinism, and `accelstore evaluate` / `embed` end to end on
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,9 +14,10 @@ import torch
 from click.testing import CliRunner
 from scipy import stats
 
+import accelstore
 from accelstore.cli import main as accelstore_cli
-from accelstore.kernels.augment import augment
-from accelstore.kernels.pretext_transforms import apply_pretext
+from accelstore.cli.evaluation import embed_command, evaluate_command
+from accelstore.evaluation.config import EvaluationConfig
 from accelstore.evaluation.evaluate import (
     MODELS,
     NetworkSettings,
@@ -26,8 +29,9 @@ from accelstore.evaluation.evaluate import (
     train_network,
     validation_split,
 )
-from accelstore.cli.evaluation import MODEL_NAMES, embed_command, evaluate_command
 from accelstore.evaluation.handcrafted_features import FEATURE_NAMES, hand_crafted_features
+from accelstore.kernels.augment import augment
+from accelstore.kernels.pretext_transforms import apply_pretext
 from accelstore.models.harnet import PretextModel, pretext_loss
 from accelstore.store import create_store
 from accelstore.synth import synthesize_signal
@@ -221,11 +225,11 @@ def test_training_augments_every_training_window_each_epoch_and_never_a_validati
 
 def test_the_evaluation_is_deterministic_for_a_seed(random_encoder):
     X, y, groups = small_dataset()
-    run = dict(models=("rf", "scratch", "frozen", "finetune"), encoder=random_encoder, width=NARROW,
-               epochs=2, n_estimators=20, batch_size=16, progress=False)
-    first, second = evaluate(X, y, groups, seed=3, **run), evaluate(X, y, groups, seed=3, **run)
+    config = EvaluationConfig(models=("rf", "scratch", "frozen", "finetune"), width=NARROW, epochs=2, trees=20, batch_size=16, seed=3)
+    run = dict(encoder=random_encoder, progress=False)
+    first, second = evaluate(X, y, groups, config, **run), evaluate(X, y, groups, config, **run)
     pd.testing.assert_frame_equal(first.scores, second.scores)
-    for model in run["models"]:
+    for model in config.models:
         np.testing.assert_array_equal(first.predictions[model], second.predictions[model])
     assert first.scores.groupby("model")["subject"].nunique().eq(3).all()
 
@@ -233,9 +237,42 @@ def test_the_evaluation_is_deterministic_for_a_seed(random_encoder):
 def test_pretrained_models_need_an_encoder_and_labels_must_be_codes():
     X, y, groups = small_dataset()
     with pytest.raises(ValueError, match="need an encoder"):
-        evaluate(X, y, groups, models=("frozen",), progress=False)
+        evaluate(X, y, groups, EvaluationConfig(models=("frozen",)), progress=False)
     with pytest.raises(ValueError, match="class codes"):
-        evaluate(X, y - 1, groups, models=("rf",), progress=False)
+        evaluate(X, y - 1, groups, EvaluationConfig(models=("rf",)), progress=False)
+    with pytest.raises(ValueError, match="1 labels are missing or not among the classes"):
+        evaluate(X, np.where(np.arange(len(y)) == 5, "run", "sit"), groups, EvaluationConfig(models=("rf",)),
+                 class_names=["sit", "stand"], progress=False)
+    assert EvaluationConfig().models_for(with_encoder=False) == ("rf", "scratch")
+    assert EvaluationConfig().models_for(with_encoder=True) == MODELS
+
+
+ACTIVITIES = np.array(["lying", "sitting", "walking"])  # sorted: codes 0, 1, 2 as in small_dataset
+
+
+def test_string_labels_give_the_scores_of_their_codes_and_name_the_classes(tmp_path):
+    X, y, groups = small_dataset()
+    config = accelstore.EvaluationConfig(models=("rf", "scratch"), width=NARROW, epochs=1, trees=20, batch_size=16, seed=1)
+    by_code = accelstore.evaluate(X, y, groups, config, progress=False)
+    by_name = accelstore.evaluate(X, list(ACTIVITIES[y]), groups, config, progress=False)  # as read from a CSV
+    pd.testing.assert_frame_equal(by_name.scores, by_code.scores)
+    assert by_code.class_names == ["0", "1", "2"] and by_name.class_names == list(ACTIVITIES)
+    per_class = by_name.per_class()
+    assert per_class["class"].tolist() == [*ACTIVITIES, *ACTIVITIES] and per_class["windows"].tolist() == [24] * 6
+    assert per_class.drop(columns="class").equals(by_code.per_class().drop(columns="class"))
+    table = by_name.confusion_table("rf")
+    assert table.index.tolist() == table.columns.tolist() == list(ACTIVITIES)
+    assert (table.to_numpy() == by_code.confusion("rf")).all() and table.to_numpy().sum() == len(y)
+    accelstore.write_report(by_name, tmp_path)
+    assert pd.read_csv(tmp_path / "classes.csv")["class"].tolist() == per_class["class"].tolist()
+    assert "Classes: lying, sitting, walking." in (tmp_path / "summary.md").read_text()
+
+    ordered = accelstore.evaluate(X, ACTIVITIES[y], groups, EvaluationConfig(models=("rf",), trees=20, seed=1),
+                                  class_names=ACTIVITIES[::-1], progress=False)  # walking is class 0 now
+    reversed_codes = accelstore.evaluate(X, 2 - y, groups, EvaluationConfig(models=("rf",), trees=20, seed=1), progress=False)
+    assert ordered.class_names == ["walking", "sitting", "lying"]
+    np.testing.assert_array_equal(ordered.y, 2 - y)
+    pd.testing.assert_frame_equal(ordered.scores, reversed_codes.scores)
 
 
 # --- end to end on real labelled data ---------------------------------------------------------
@@ -292,7 +329,7 @@ def test_evaluate_runs_end_to_end_on_the_watch_exercises(watch_store, narrow_enc
     data = load_labelled(watch_store)
     subjects = pd.read_csv(out / "subjects.csv")
     assert sorted(subjects["model"].unique()) == ["finetune", "frozen", "rf", "scratch"]
-    for model, scores in subjects.groupby("model"):  # leave-one-subject-out: 10 folds, one subject each
+    for _, scores in subjects.groupby("model"):  # leave-one-subject-out: 10 folds, one subject each
         assert sorted(scores["subject"]) == [f"P{i:02d}" for i in range(1, 11)]
         assert scores["fold"].nunique() == 10 and scores["windows"].sum() == len(data.y)
     summary = pd.read_csv(out / "summary.csv", index_col="model")
@@ -314,7 +351,49 @@ def test_embed_draws_three_maps(watch_store, narrow_encoder, tmp_path):
 
 
 def test_the_command_line_names_the_models_that_evaluate_knows():
-    assert MODEL_NAMES == MODELS  # the command line spells them out so as not to import torch
+    assert ",".join(MODELS) in CliRunner().invoke(evaluate_command, ["--help"]).output
+    every_model = evaluate_command.make_context("evaluate", ["S", "-o", "out", "--models", ",".join(MODELS)]).params
+    assert every_model["models"] == MODELS
+
+
+EVALUATE_OPTIONS = {"--models", "--width", "--epochs", "--patience", "--batch-size", "--lr", "--augment", "--no-augment", "--trees",
+                    "--jobs", "--device", "--seed"}  # besides --encoder and -o/--output, which are not settings
+
+
+def test_evaluate_explains_every_setting_it_offers_with_the_config_default():
+    context = click.Context(evaluate_command)
+    options = {param.name: param for param in evaluate_command.params if isinstance(param, click.Option)}
+    offered = [field for field in fields(EvaluationConfig) if "help" in field.metadata]
+    assert set(options) - {"encoder", "output"} == {field.name for field in offered}
+    assert {name for field in offered for name in options[field.name].opts + options[field.name].secondary_opts} == EVALUATE_OPTIONS
+    help_text = CliRunner().invoke(evaluate_command, ["--help"]).output
+    for field in offered:
+        option = options[field.name]
+        assert all(name in help_text for name in option.opts + option.secondary_opts)
+        explained = option.get_help_record(context)[1]
+        assert explained.startswith(field.metadata["help"])
+        if field.default is True:  # --augment/--no-augment names its default
+            assert f"default: {field.name}" in explained
+        elif field.default is not None:
+            assert f"default: {field.default}" in explained
+
+
+def test_an_evaluate_command_line_gives_the_config_built_by_hand():
+    def parsed(*arguments: str) -> EvaluationConfig:
+        params = evaluate_command.make_context("evaluate", ["S", "-o", "out", *arguments]).params
+        return EvaluationConfig(**{name: value for name, value in params.items() if name not in ("store", "encoder", "output")})
+
+    assert parsed() == EvaluationConfig()
+    by_hand = EvaluationConfig(models=("rf", "frozen"), width=0.5, epochs=3, patience=2, batch_size=8, learning_rate=0.01,
+                               augment=False, trees=10, jobs=2, device="cpu", seed=7)
+    assert parsed("--models", "rf,frozen", "--width", "0.5", "--epochs", "3", "--patience", "2", "--batch-size", "8", "--lr", "0.01",
+                  "--no-augment", "--trees", "10", "--jobs", "2", "--device", "cpu", "--seed", "7") == by_hand
+    unchanged = [field.name for field in fields(EvaluationConfig) if getattr(by_hand, field.name) == getattr(EvaluationConfig(), field.name)]
+    assert unchanged == ["validation_fraction"]  # the command line above sets every other setting
+    for name in ("width", "seed"):  # embed offers these two settings as evaluate does
+        embed, evaluation = ({param.name: param for param in command.params}[name].get_help_record(click.Context(command))
+                             for command in (embed_command, evaluate_command))
+        assert embed == evaluation
 
 
 @pytest.mark.parametrize("arguments, message", [

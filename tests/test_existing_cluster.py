@@ -1,4 +1,5 @@
-"""Ingest through an existing cluster: `dask scheduler` and two `dask worker` processes on loopback."""
+"""Ingest through an existing cluster: `dask scheduler` and two `dask worker` processes on loopback,
+and the command line, in this process, their client."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from accelstore import open_store
-from csv_recordings import write_csv
+from helpers import run_cli, write_csv
 
 DASK = str(Path(sys.executable).with_name("dask"))
 
@@ -53,11 +54,8 @@ def test_ingest_through_scheduler_address(cluster, tmp_path):
     (raw / "broken.cwa").write_bytes(b"\x00" * 1000)
     store = tmp_path / "cluster.zarr"
     assert address.startswith("tcp://127.0.0.1:")
-    run = subprocess.run(
-        [sys.executable, "-m", "accelstore", "ingest", str(raw), "-o", str(store), "--scheduler", address, "--no-calibrate", "--no-nonwear"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 1, run.stderr  # broken.cwa failed; the others went in
+    run = run_cli("ingest", str(raw), "-o", str(store), "--scheduler", address, "--no-calibrate", "--no-nonwear")
+    assert run.exit_code == 1, run.output  # broken.cwa failed; the others went in
     opened = open_store(str(store))
     assert sorted(opened.participants.index) == ["S0", "S1", "S2", "S3"]
     assert list(opened.failures.index) == [str(raw / "broken.cwa")]

@@ -18,24 +18,18 @@ from click.testing import CliRunner
 from matplotlib.image import imread
 
 from accelstore import open_store
-from accelstore.kernels.pretext_transforms import apply_pretext
-from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY
 from accelstore.cli.pipelines import features_command, pretext_command
+from accelstore.cli.reading import plot_command
+from accelstore.errors import StoreDamageError
+from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY, window_ids
+from accelstore.kernels.pretext_transforms import apply_pretext
 from accelstore.pipelines.features import recompute
 from accelstore.pipelines.ingest import ingest
-from accelstore.pipelines.pretext_validation import (
-    HOLDOUT_ATTR,
-    build_validation_set,
-    choose_holdout,
-    read_validation_set,
-    selection_keys,
-)
-from accelstore.grid import window_ids
+from accelstore.pipelines.pretext_validation import build_validation_set, choose_holdout, selection_keys
 from accelstore.plot import BOTTOM_IN, DAY_ROW_IN, DPI, INVALID_COLOUR, TOP_IN, WIDTH_IN, minute_activity, plot_activity
-from accelstore.cli.reading import plot_command
 from accelstore.readers import ProcessingOptions
-from accelstore.store import acc_to_g
-from csv_recordings import write_csv
+from accelstore.store import HOLDOUT_ATTR, acc_to_g, read_validation_set
+from helpers import write_csv
 
 RAW = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False)
 IDS = ["P1", "P2", "P3", "P4", "P5"]
@@ -97,6 +91,12 @@ def corrupt(path: str, participant: str) -> None:
     group["valid"][row, :] = ~group["valid"][row, :]
     group["day_std_sum"][row, :] = 0
     group["valid_windows"][row] = 0
+
+
+def flip_byte(path: Path, offset: int = 40) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 def shard_mtimes(path: str) -> dict[str, int]:
@@ -179,6 +179,17 @@ def test_recompute_derives_validity_and_day_summary_from_acc(store, tmp_path):
     assert after["valid_windows"][row] == before["valid_windows"][row] - spoiled.size
     assert after["day_std_sum"][row, day] == pytest.approx(float(after["std"][row, kept].sum()), rel=1e-5)
     assert after["day_std_sum"][row, day] < before["day_std_sum"][row, day]
+
+
+def test_a_damaged_acc_shard_fails_its_participant_naming_the_damage_and_changes_nothing(store, tmp_path):
+    path = copy_of(store, tmp_path)
+    row = rows_of(path)["P3"]
+    flip_byte(Path(path) / "acc" / "c" / str(row) / "0" / "0" / "0")  # P3's only day: day 0
+    before = features_of(path)
+    report = recompute(path, scheduler=SYNC, progress=False)
+    assert list(report.failed) == ["P3"] and f"row {row}, day 0: a chunk of 'acc' is damaged" in report.failed["P3"]
+    assert sorted(report.recomputed) == sorted(set(IDS) - {"P3"}) and report.changed == []
+    assert_same_features(features_of(path), before)
 
 
 def test_features_command(store, tmp_path):
@@ -313,6 +324,15 @@ def test_asking_for_more_windows_than_the_holdout_has_changes_nothing(store, tmp
         read_validation_set(path)
 
 
+def test_a_damaged_std_chunk_fails_the_build_naming_it(store, tmp_path):
+    path = copy_of(store, tmp_path)
+    for row in rows_of(path).values():
+        flip_byte(Path(path) / "std" / "c" / str(row) / "0")
+    with pytest.raises(RuntimeError, match="a chunk of 'std' is damaged"):
+        build_validation_set(path, N_WINDOWS, FRACTION, SEED, scheduler=SYNC, progress=False)
+    assert "pretext" not in zarr.open_group(path, mode="r")
+
+
 def test_pretext_command(store, tmp_path):
     path = copy_of(store, tmp_path)
     args = [path, "--windows", "12", "--holdout-fraction", "0.5", "--seed", "1", "--tasks", "scale,aot", "--scheduler", SYNC]
@@ -361,6 +381,16 @@ def test_plot_renders_a_week(week, tmp_path):
     assert image.std() > 20  # not blank
     shade = np.array([int(INVALID_COLOUR[i : i + 2], 16) for i in (1, 3, 5)])
     assert (np.abs(image - shade).max(axis=2) < 3).sum() > 100  # the gap is shaded
+
+
+def test_minute_activity_of_damaged_windows_is_a_store_damage_error(week, tmp_path):
+    path = copy_of(week, tmp_path)
+    flip_byte(Path(path) / "enmo" / "c" / "0" / "0")
+    with pytest.raises(StoreDamageError, match="participant 'W': a chunk of 'enmo' is damaged"):
+        minute_activity(open_store(path), "W")
+    (Path(path) / "valid" / "c" / "0" / "0").unlink()
+    with pytest.raises(StoreDamageError, match="the day summary says"):
+        minute_activity(open_store(path), "W")
 
 
 def test_plot_command(week, tmp_path):

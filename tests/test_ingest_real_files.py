@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -14,7 +12,7 @@ import zarr
 from accelstore import open_store
 from accelstore.pipelines.ingest import ingest
 from accelstore.readers import ProcessingOptions
-from conftest import GOOD_DEVICE_FILES, TRUNCATED_FILE, UNSUPPORTED_FILE
+from helpers import GOOD_DEVICE_FILES, TRUNCATED_FILE, UNSUPPORTED_FILE, run_cli_process
 
 BAD_FILES = (UNSUPPORTED_FILE, TRUNCATED_FILE, "zero-bytes.cwa", "random-bytes.cwa")
 
@@ -28,10 +26,7 @@ def ingested(devices_dir, tmp_path_factory):
     (raw / "zero-bytes.cwa").write_bytes(b"")
     (raw / "random-bytes.cwa").write_bytes(np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8).tobytes())
     store = raw.parent / "real.zarr"
-    run = subprocess.run(
-        [sys.executable, "-m", "accelstore", "-q", "ingest", str(raw), "-o", str(store), "--workers", "2"],
-        capture_output=True, text=True, timeout=600,
-    )
+    run = run_cli_process("-q", "ingest", str(raw), "-o", str(store), "--workers", "2", timeout=600)  # a process: the test reads its log on stderr
     return raw, store, run
 
 
@@ -57,7 +52,7 @@ def test_every_bad_file_is_listed_with_a_one_line_reason(ingested):
 def test_every_good_file_is_ingested_and_matches_actipy_within_one_milli_g(ingested):
     import actipy
 
-    raw, store, _ = ingested
+    _, store, _ = ingested
     opened = open_store(str(store))
     assert sorted(opened.participants.index) == sorted(name.split(".")[0] for name in GOOD_DEVICE_FILES)
     for pid, row in opened.participants.iterrows():

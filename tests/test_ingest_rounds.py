@@ -7,7 +7,7 @@ import numpy as np
 from accelstore import open_store
 from accelstore.pipelines.ingest import ingest
 from accelstore.readers import ProcessingOptions
-from csv_recordings import write_csv
+from helpers import write_csv
 
 RAW = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False)
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 
 from accelstore import open_store
 from accelstore.pipelines.ingest import ingest
 from accelstore.readers import ProcessingOptions
+from helpers import run_cli
 
 RAW = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False)
 
@@ -47,12 +45,9 @@ def test_label_map_merges_classes_and_codes_stay_stable_across_runs(tmp_path):
     label_map = tmp_path / "map.csv"
     label_map.write_text("annotation,Walmsley2020\n7030 sleeping,sleep\nwalking 3 mph,light\nsitting;reading,sedentary\n")
     store = tmp_path / "mapped.zarr"
-    run = subprocess.run(
-        [sys.executable, "-m", "accelstore", "-q", "ingest", str(raw), "-o", str(store), "--label-map", str(label_map),
-         "--scheduler", "synchronous", "--no-calibrate", "--no-nonwear", "--no-lowpass"],
-        capture_output=True, text=True,
-    )
-    assert run.returncode == 0, run.stderr
+    run = run_cli("-q", "ingest", str(raw), "-o", str(store), "--label-map", str(label_map),
+                  "--scheduler", "synchronous", "--no-calibrate", "--no-nonwear", "--no-lowpass")
+    assert run.exit_code == 0, run.output
     opened = open_store(str(store))
     assert opened.classes == ["light", "sedentary", "sleep"]
     names = [opened.classes[code] for code in opened.windows("B")["label"].values]
@@ -72,7 +67,7 @@ def test_labelled_ingest_of_a_file_without_annotations_fails_cleanly(tmp_path):
     raw.mkdir()
     pd.DataFrame({"time": pd.date_range("2024-01-01", periods=1000, freq="20ms"), "x": 0.0, "y": 0.0, "z": 1.0}).to_csv(raw / "D.csv", index=False)
     report = ingest([raw], str(tmp_path / "s.zarr"), options=RAW, labels=True, scheduler="synchronous", progress=False)
-    assert list(report.failed.values())[0]["error"] == "unlabelled"
+    assert next(iter(report.failed.values()))["error"] == "unlabelled"
 
 
 def test_watch_exercises_ingest_with_labels(labelled_dir, tmp_path):

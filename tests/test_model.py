@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelstore.models.harnet import (
-    BACKBONE_FOR_WINDOW_S,
+    HARNET_STAGES,
     CheckpointMismatchError,
     HarnetClassifier,
     PretextModel,
@@ -17,6 +17,7 @@ from accelstore.models.harnet import (
     load_pretrained,
     pretext_loss,
 )
+from accelstore.models.variants import BACKBONE_FOR_WINDOW_S
 
 NARROW = 1 / 8  # width for tests where the published size is not the point
 PUBLISHED_PARAMETERS = 10_457_408  # harnet10 and harnet30, Yuan et al. 2024
@@ -67,9 +68,13 @@ def test_window_shrinks_to_one_time_step(seconds, features, harnet10):
     assert backbone.feature_dim == features
 
 
+def test_the_torch_free_window_table_names_every_backbone():
+    assert sorted(BACKBONE_FOR_WINDOW_S.values()) == sorted(HARNET_STAGES)  # test_window_shrinks_to_one_time_step: each fits its window
+
+
 def test_wrong_window_length_is_refused():
     backbone = build_backbone("harnet10", NARROW)
-    with pytest.raises(ValueError, match="300|time"):
+    with pytest.raises(ValueError, match=r"300|time"):
         backbone(torch.randn(1, 3, 900))
 
 

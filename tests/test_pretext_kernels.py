@@ -1,7 +1,7 @@
 """Pretext transforms and augmentation kernels: geometry, labels, seeding, frequencies."""
 
 from concurrent.futures import ThreadPoolExecutor
-from itertools import permutations
+from itertools import pairwise, permutations
 
 import numpy as np
 import pytest
@@ -276,6 +276,6 @@ def test_each_task_is_applied_to_a_fraction_p_of_windows_independently(p):
     _, labels = apply_pretext(x, TASKS, seed=2024, p=p)
     for task in TASKS:
         assert abs(labels[task].sum() - n_windows * p) <= binomial_bound(n_windows, p)
-    for first, second in zip(TASKS, TASKS[1:]):
+    for first, second in pairwise(TASKS):
         both = np.sum(labels[first] & labels[second])
         assert abs(both - n_windows * p * p) <= binomial_bound(n_windows, p * p)

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accelstore.processing import process_arrays, process_recording, read_raw
-from accelstore.readers import ProcessingOptions, UnsupportedFormatError
-from conftest import GOOD_DEVICE_FILES, UNSUPPORTED_FILE
+from accelstore.processing import process_arrays, process_recording, read_raw, read_recording
+from accelstore.readers import CorruptFileError, ProcessingOptions, UnsupportedFormatError
+from helpers import GOOD_DEVICE_FILES, UNSUPPORTED_FILE
 
 NS_PER_MINUTE = 60_000_000_000
 COEFFICIENT_TOL = 0.005
@@ -132,6 +132,32 @@ def test_read_raw_then_process_gives_what_actipy_read_device_gives(devices_dir, 
 def test_read_raw_raises_the_readers_typed_error(devices_dir):
     with pytest.raises(UnsupportedFormatError):
         read_raw(devices_dir / UNSUPPORTED_FILE)
+
+
+def _spiked_csv(path, n: int = 3000, rate: int = 100) -> None:
+    """A still CSV at ``rate`` Hz with one sample of 40 g on x: beyond the store's ±32.767 g as read, not once low-passed."""
+    time = pd.date_range("2024-03-01 10:00", periods=n, freq=pd.Timedelta(seconds=1 / rate)).as_unit("ns")
+    xyz = np.tile([0.0, 0.0, 1.0], (n, 1))
+    xyz[n // 2, 0] = 40.0
+    frame = pd.DataFrame({"time": time.strftime("%Y-%m-%d %H:%M:%S.%f"), "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    frame.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("engine", ["numba", "actipy"])
+def test_out_of_range_samples_are_counted_as_read_before_either_engine_processes_them(tmp_path, engine):
+    path = tmp_path / "spike.csv"
+    _spiked_csv(path)
+    recording = read_recording(path, ProcessingOptions(calibrate=False, detect_nonwear=False, engine=engine))
+    assert recording.info["OutOfRangeSamples"] == 1 and recording.info["LowpassOK"] == 1
+    assert np.abs(recording.xyz).max() < 32.767  # the low-pass spread the spike: counted after it, it would be 0
+
+
+@pytest.mark.parametrize("engine", ["numba", "actipy"])
+def test_a_value_error_from_either_engines_steps_is_a_corrupt_file_naming_it(tmp_path, engine):
+    path = tmp_path / "short.csv"
+    _spiked_csv(path, n=20)  # too few samples to low-pass filter
+    with pytest.raises(CorruptFileError, match=r"short\.csv: corrupt file: ValueError: "):
+        read_recording(path, ProcessingOptions(calibrate=False, detect_nonwear=False, engine=engine))
 
 
 # ---------------------------------------------------------------- synthetic recordings
@@ -280,17 +306,17 @@ def test_lowpass_treats_a_sample_with_any_axis_missing_as_actipy_does():
 def test_temperature_runs_give_the_per_sample_window_means_exactly():
     """A block-wise temperature held as runs: the same window means as over its samples, NaN included."""
     from accelstore.kernels.calibration import step_window_means, window_moments
-    from accelstore.run_lengths import Steps
+    from accelstore.run_lengths import RunLengths
 
     rng = np.random.default_rng(4)
     per_block = np.round(rng.uniform(20, 35, 3000), 2).astype(np.float32)
     per_block[100:103] = np.nan
     per_block[500:520] = per_block[499]  # equal neighbours merge into one run
     samples = np.repeat(per_block, rng.integers(80, 121, per_block.size))
-    steps = Steps.of(samples)
-    assert len(steps.starts) < per_block.size + 3 * 120  # at most one run per block, and per NaN sample
-    np.testing.assert_array_equal(steps.expand(), samples)
+    runs = RunLengths.of(samples)
+    assert len(runs.starts) < per_block.size + 3 * 120  # at most one run per block, and per NaN sample
+    np.testing.assert_array_equal(runs.expand(), samples)
     time_ns = np.cumsum(rng.choice([10_000_000, 10_000_000, 2_000_000_000], samples.size)).astype(np.int64)
     n_windows = int((time_ns[-1] - time_ns[0]) // 10**10) + 1
     expected, _ = window_moments(time_ns, samples, 10**10, n_windows, False)
-    np.testing.assert_array_equal(step_window_means(time_ns, steps.starts, steps.values, 10**10, n_windows), expected)
+    np.testing.assert_array_equal(step_window_means(time_ns, runs.starts, runs.values, 10**10, n_windows), expected)

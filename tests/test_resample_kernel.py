@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelstore.kernels import resample
 from accelstore.grid import ACC_FILL, WINDOW_SAMPLES
+from accelstore.kernels import resample
 from accelstore.kernels.resample import window_stats
 
 
@@ -39,7 +39,7 @@ def test_gap_longer_than_one_second_invalidates_only_the_windows_it_touches():
     time = np.arange(0.0, 60.0, 0.01)
     time = np.concatenate([time[time < 23.0], time[time >= 24.5]])  # 1.5-s hole inside window 2
     xyz = np.ones((time.size, 3), dtype=np.float32)
-    acc, valid = resample_windows(time, xyz, 0, 7)
+    _, valid = resample_windows(time, xyz, 0, 7)
     assert valid.tolist() == [True, True, False, True, True, True, False]  # window 6 lies past the data
 
 

@@ -29,7 +29,7 @@ from accelstore.errors import StoreError
 from accelstore.pipelines.ingest import ingest
 from accelstore.readers import ProcessingOptions
 from accelstore.store import DAY_ARRAYS, TABLE_COLUMNS, Status
-from csv_recordings import write_csv
+from helpers import write_csv
 
 RAW = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False)
 KILLED = 77
@@ -94,7 +94,7 @@ def _killed_run(raw: Path, store: Path, k: int) -> None:
     pid = os.fork()
     if pid == 0:  # the child: ingest until just before write k
         try:
-            sys.stderr = open(os.devnull, "w")
+            sys.stderr = open(os.devnull, "w")  # noqa: SIM115 — the forked child exits with it open
             with _writes_counted(kill_at=k):
                 _ingest(raw, store)
         finally:
@@ -144,6 +144,7 @@ def _case(args: tuple[Path, Path, Path, int]) -> int:
     return k
 
 
+@pytest.mark.slow
 def test_a_kill_at_every_write_then_a_rerun_equals_the_uninterrupted_run(raw, tmp_path):
     want = tmp_path / "uninterrupted.zarr"
     with _writes_counted() as count:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,11 +19,11 @@ from click.testing import CliRunner
 from accelstore import open_store
 from accelstore.cli import main
 from accelstore.errors import InputError, LeaseHeldError, StoreDamageError, StoreError
-from accelstore.store.lease import LEASE_NAME, WriterLease
 from accelstore.pipelines.ingest import ingest, participant_id
 from accelstore.pipelines.verify import verify
 from accelstore.readers import ProcessingOptions
-from csv_recordings import write_csv
+from accelstore.store.lease import LEASE_NAME, WriterLease
+from helpers import write_csv
 
 RAW = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False)
 
@@ -103,7 +104,7 @@ def test_a_reused_pid_is_not_the_holder(raw, store):
 
 def test_a_holder_on_another_host_is_refused_until_the_lease_is_broken(raw, store):
     _write_lease(store, host="elsewhere.example", pid=1234)
-    with pytest.raises(LeaseHeldError, match="elsewhere.example pid 1234"):
+    with pytest.raises(LeaseHeldError, match=re.escape("elsewhere.example pid 1234")):
         _ingest(raw, store)
     assert _ingest(raw, store, break_lease=True).unchanged == ["A", "B"]
 
@@ -167,13 +168,37 @@ def test_a_deleted_valid_shard_disagrees_with_the_day_summary(store):
 def test_a_lost_status_chunk_is_an_error_not_vanished_participants(store):
     (store / "status" / "c" / "0").unlink()
     with pytest.raises(StoreDamageError, match="'status' has lost rows 0–1"):
-        open_store(str(store)).participants
+        _ = open_store(str(store)).participants
 
 
 def test_a_damaged_table_chunk_fails_its_checksum(store):
     _flip_byte(store / "id" / "c" / "0", offset=2)
     with pytest.raises(StoreDamageError, match="'id'"):
-        open_store(str(store)).participants
+        _ = open_store(str(store)).participants
+
+
+def test_single_array_reads_name_the_damaged_chunk(store):
+    _flip_byte(_shard(store, "enmo", 1))
+    opened = open_store(str(store))
+    with pytest.raises(StoreDamageError, match="participant 'B': a chunk of 'enmo' is damaged"):
+        opened.days_of("B", ("valid", "enmo"))
+    with pytest.raises(StoreDamageError, match="row 1: a chunk of 'enmo' is damaged"):
+        opened.window_values(1, "enmo", slice(0, 10))
+    assert opened.days_of("A", ("valid", "enmo"))["enmo"].shape == (1, 8640)  # the other participant reads
+
+
+def test_days_of_checks_valid_against_the_day_summary(store):
+    _shard(store, "valid", 0).unlink()
+    opened = open_store(str(store))
+    with pytest.raises(StoreDamageError, match="participant 'A', day 0: 0 valid windows, the day summary says"):
+        opened.days_of("A", ("valid",))
+    assert opened.days_of("A", ("std",))["std"].shape == (1, 8640)  # without valid, nothing to check it against
+
+
+def test_a_lost_day_summary_chunk_is_an_error(store):
+    (store / "day_std_sum" / "c" / "0" / "0").unlink()
+    with pytest.raises(StoreDamageError, match="'day_std_sum' has lost cells"):
+        open_store(str(store)).day_summary("day_std_sum", 0)
 
 
 def test_the_loader_refuses_damaged_data(store):

@@ -1,20 +1,20 @@
-"""Queries by time: exact window ranges, gaps as invalid windows, fsspec URLs, the lazy dataset, the CLI."""
+"""Queries by time: exact window ranges, gaps as invalid windows, fsspec URLs, the lazy dataset,
+choosing participants, the CLI."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import fsspec
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import zarr
 
 from accelstore import open_store
 from accelstore.pipelines.ingest import ingest
 from accelstore.readers import ProcessingOptions
-from csv_recordings import signal, write_csv
+from accelstore.store import Status
+from helpers import run_cli, signal, write_csv
 
 RAW = ProcessingOptions(lowpass_hz=None, calibrate=False, detect_nonwear=False)
 GAP = ("2024-03-02 00:01:00", "2024-03-02 00:02:30")
@@ -29,6 +29,23 @@ def store(tmp_path_factory):
     path = raw.parent / "query.zarr"
     report = ingest([raw], str(path), options=RAW, workers=1, progress=False)
     assert report.ok
+    return path
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Rows that are not data: A and C complete, B a file that fails (its row marked failed),
+    and rows reserved but never used."""
+    raw = tmp_path_factory.mktemp("mixed")
+    write_csv(raw / "A.csv", "2024-03-01 10:00:00", "2024-03-01 10:02:00", rate=25)
+    (raw / "B.csv").write_text("time,x,y,z\nnot a time,1,2,3\n")
+    write_csv(raw / "C.csv", "2024-03-03 23:59:00", "2024-03-04 00:01:00", rate=25)
+    path = raw.parent / "mixed.zarr"
+    report = ingest([raw], str(path), options=RAW, scheduler="synchronous", reserve=6, progress=False)
+    assert sorted(report.written) == ["A", "C"] and list(report.failed) == [str(raw / "B.csv")]
+    group = zarr.open_group(str(path), mode="r")
+    ids, status = group["id"][:].tolist(), group["status"][:].tolist()
+    assert status[ids.index("B")] == Status.FAILED and status.count(Status.EMPTY) == 3  # what the tests rely on
     return path
 
 
@@ -95,21 +112,47 @@ def test_dataset_is_lazy_float32_g_and_agrees_with_windows(store):
     assert not ds["acc"].variable._in_memory
     row = int(opened.participants.at["P1", "row"])
     first = int(opened.participants.at["P1", "first_window"])
-    from_dataset = ds["acc"].isel(participant=row, window=slice(first, first + 6)).values
+    from_dataset = ds["acc"].sel(participant="P1").isel(window=slice(first, first + 6)).values
     np.testing.assert_array_equal(from_dataset, opened.windows("P1").values[:6])
-    assert str(ds["id"].values[row]) == "P1"
+    assert int(ds["row"].sel(participant="P1")) == row
     dask_view = opened.to_dataset(dask=True)
     assert dask_view["acc"].chunks[1][0] == 8640
+
+
+def test_dataset_holds_only_the_complete_participants_indexed_by_id(mixed):
+    opened = open_store(str(mixed))
+    assert opened.shape[0] == 6  # six rows, two of them data
+    for ds in (opened.dataset, opened.to_dataset(dask=True)):
+        assert ds["participant"].values.tolist() == ["A", "C"]
+        assert all(ds[name].sizes["participant"] == 2 for name in ("acc", "valid", "std", "enmo", "day_valid_windows", "day_std_sum"))
+        assert ds["row"].values.tolist() == opened.participants["row"].tolist()
+        assert ds["day0"].values.tolist() == opened.participants["day0"].to_numpy().tolist()
+        assert "status" not in ds.coords and "B" not in ds.indexes["participant"]
+        for pid in ("A", "C"):
+            windows = opened.windows(pid)
+            recorded = ds.sel(participant=pid).isel(window=slice(int(windows["window"][0]), int(windows["window"][-1]) + 1))
+            np.testing.assert_array_equal(recorded["acc"].values, windows.values)
+            np.testing.assert_array_equal(recorded["valid"].values, windows["valid"].values)
+            assert int(ds["day_valid_windows"].sel(participant=pid).sum()) == opened.participants.at[pid, "valid_windows"] > 0
+
+
+def test_select_gives_the_named_complete_participants_once_each_in_the_order_given(mixed):
+    opened = open_store(str(mixed))
+    assert opened.select().index.tolist() == ["A", "C"]
+    assert opened.select(["C", "A", "C"]).index.tolist() == ["C", "A"]
+    assert opened.select("C").index.tolist() == ["C"] and opened.select([]).empty
+    assert opened.select(["C"]).at["C", "row"] == opened.participant("C")["row"]
+    with pytest.raises(KeyError, match=r"participants 'B', 'Z' are not in .*mixed.zarr \(or not completely ingested\)"):
+        opened.select(["A", "B", "Z"])  # B: a failed file's row, Z: unknown
+    with pytest.raises(KeyError, match="participant 'B' is not in"):
+        opened.participant("B")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".npy", ".nc"])
 def test_cli_query_saves_each_format(store, tmp_path, suffix):
     out = tmp_path / f"P1{suffix}"
-    run = subprocess.run(
-        [sys.executable, "-m", "accelstore", "query", str(store), "P1", "--start", "2024-03-02 00:00:00", "--end", "2024-03-02 00:01:30", "-o", str(out)],
-        capture_output=True, text=True,
-    )
-    assert run.returncode == 0, run.stderr
+    run = run_cli("query", str(store), "P1", "--start", "2024-03-02 00:00:00", "--end", "2024-03-02 00:01:30", "-o", str(out))
+    assert run.exit_code == 0, run.output
     expected = open_store(str(store)).windows("P1", "2024-03-02 00:00:00", "2024-03-02 00:01:30")
     if suffix == ".npy":
         np.testing.assert_array_equal(np.load(out), expected.values)
@@ -125,14 +168,14 @@ def test_cli_query_saves_each_format(store, tmp_path, suffix):
 
 
 def test_cli_exit_status_for_unknown_participant_and_non_store(store, tmp_path):
-    unknown = subprocess.run([sys.executable, "-m", "accelstore", "query", str(store), "P9", "-o", str(tmp_path / "x.npy")], capture_output=True, text=True)
-    assert unknown.returncode == 1 and "P9" in unknown.stderr
-    not_a_store = subprocess.run([sys.executable, "-m", "accelstore", "info", str(tmp_path)], capture_output=True, text=True)
-    assert not_a_store.returncode == 2 and str(tmp_path) in not_a_store.stderr
+    unknown = run_cli("query", str(store), "P9", "-o", str(tmp_path / "x.npy"))
+    assert unknown.exit_code == 1 and "P9" in unknown.stderr
+    not_a_store = run_cli("info", str(tmp_path))
+    assert not_a_store.exit_code == 2 and str(tmp_path) in not_a_store.stderr
 
 
 def test_cli_info_reports_the_counts(store):
-    run = subprocess.run([sys.executable, "-m", "accelstore", "info", str(store), "--json"], capture_output=True, text=True)
+    run = run_cli("info", str(store), "--json")
     import json
 
     summary = json.loads(run.stdout)

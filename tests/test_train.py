@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import click
@@ -24,15 +25,16 @@ import torch
 from click.testing import CliRunner
 
 from accelstore import open_store
+from accelstore.cli.training import pretrain_command
+from accelstore.models.harnet import Harnet, load_pretrained
 from accelstore.pipelines.ingest import ingest
 from accelstore.pipelines.pretext_validation import build_validation_set
 from accelstore.readers import ProcessingOptions
-from accelstore.models.harnet import Harnet, load_pretrained
-from accelstore.cli.training import pretrain_command
-from accelstore.training.pretrain import TrainConfig, build_optimizer, rng_states, set_rng_states, train
+from accelstore.training.config import TrainConfig
+from accelstore.training.pretrain import build_optimizer, rng_states, set_rng_states, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from pretrain_demo import write_gait  # noqa: E402
+from pretrain_demo import write_gait
 
 PARTICIPANTS = 6  # of 3 hours; one is held out: 5 × 1,080 training windows
 VALIDATION_WINDOWS = 1024
@@ -101,6 +103,7 @@ def test_two_torchrun_ranks_see_disjoint_data_and_end_with_identical_weights(sto
     assert len(metrics(run, "val")) == 1
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(store: str, tmp_path: Path) -> None:
     # Two epochs of ~21 steps (std sampling draws half the windows); the kill comes right after the
     # first checkpoint (step 10), mid-epoch.
@@ -189,14 +192,59 @@ def test_refuses_what_it_cannot_do(store: str, tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "spin" in unknown.output
 
 
-def test_command_line_defaults_are_the_config_defaults() -> None:
+PRETRAIN_OPTIONS = {
+    "--out", "--tasks", "--window", "--epochs", "--batch-size", "--workers", "--width", "--lr", "--warmup-epochs", "--patience",
+    "--checkpoint-every", "--log-every", "--max-steps", "--sampling", "--augment", "--no-augment", "--seed", "--device", "--compile",
+    "--deterministic", "--no-validation", "--resume", "--debug",
+}  # fmt: skip
+
+
+def test_pretrain_explains_every_setting_it_offers_with_the_config_default() -> None:
     context = click.Context(pretrain_command)
-    defaults = {param.name: param.get_default(context) for param in pretrain_command.params if isinstance(param, click.Option)}
-    assert all(param.help for param in pretrain_command.params if isinstance(param, click.Option))
-    config = TrainConfig("store", "out")
-    assert defaults.pop("no_validation") is (not config.validate)
-    assert defaults.pop("compile_model") is config.compile
-    assert tuple(defaults.pop("tasks").split(",")) == config.tasks
-    assert int(defaults.pop("window")) == config.window
-    del defaults["out"]  # required: it has none
-    assert {name: getattr(config, name) for name in defaults} == defaults
+    options = {param.name: param for param in pretrain_command.params if isinstance(param, click.Option)}
+    offered = [field for field in fields(TrainConfig) if "help" in field.metadata]
+    assert set(options) == {field.name for field in offered} == set(TrainConfig.__dataclass_fields__) - {"store", "progress"}
+    assert {name for option in options.values() for name in option.opts + option.secondary_opts} == PRETRAIN_OPTIONS
+    help_text = CliRunner().invoke(pretrain_command, ["--help"]).output
+    for field in offered:
+        option = options[field.name]
+        assert all(name in help_text for name in option.opts + option.secondary_opts)
+        explained = option.get_help_record(context)[1]
+        assert explained.startswith(field.metadata["help"])
+        if field.default is MISSING:
+            assert "[required]" in explained
+        elif option.is_flag and not option.secondary_opts:  # --compile, --no-validation: given, it sets the other value
+            assert option.get_default(context) is field.default and option.flag_value is (not field.default)
+        elif isinstance(field.default, bool):  # --augment/--no-augment names its default
+            assert f"default: {'' if field.default else 'no-'}{field.name}" in explained
+        elif field.default is not None:
+            shown = ",".join(field.default) if isinstance(field.default, tuple) else str(field.default)
+            assert f"default: {shown}" in explained
+
+
+def test_a_pretrain_command_line_gives_the_config_built_by_hand() -> None:
+    assert TrainConfig(**pretrain_command.make_context("pretrain", ["S", "--out", "R"]).params) == TrainConfig("S", "R")
+    every_option = ["S", "--out", "R", "--tasks", "time_warp,aot", "--window", "30", "--epochs", "3", "--batch-size", "16", "--workers", "0",
+                    "--width", "0.25", "--lr", "0.001", "--warmup-epochs", "0", "--patience", "2", "--checkpoint-every", "0", "--log-every", "7",
+                    "--max-steps", "9", "--sampling", "uniform", "--no-augment", "--seed", "4", "--device", "cpu", "--compile",
+                    "--deterministic", "--no-validation", "--resume", "--debug"]  # fmt: skip
+    by_hand = TrainConfig("S", "R", tasks=("aot", "time_warp"), window=30, epochs=3, batch_size=16, workers=0, width=0.25, lr=0.001,
+                          warmup_epochs=0, patience=2, checkpoint_every=0, log_every=7, max_steps=9, sampling="uniform", augment=False,
+                          seed=4, device="cpu", compile=True, deterministic=True, validate=False, resume=True, debug=True)  # fmt: skip
+    parsed = TrainConfig(**pretrain_command.make_context("pretrain", every_option).params)
+    assert parsed == by_hand and isinstance(parsed.window, int)
+    defaults = TrainConfig("S", "R")
+    unchanged = [field.name for field in fields(TrainConfig) if getattr(by_hand, field.name) == getattr(defaults, field.name)]
+    assert unchanged == ["store", "out", "progress"]  # the command line above sets every other setting
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--window", "7"], "'7' is not one of '5', '10', '30'"),
+    (["--epochs", "0"], "0 is not in the range x>=1"),
+    (["--width", "0"], "0 is not in the range x>0"),
+    (["--tasks", "aot,spin"], "choose from aot, scale, permute, time_warp"),
+    (["--device", "tpu"], "'tpu' is not one of 'cpu', 'cuda'"),
+])
+def test_pretrain_refuses_values_outside_the_config_s_range(arguments: list[str], message: str) -> None:
+    result = CliRunner().invoke(pretrain_command, ["S", "--out", "R", *arguments])
+    assert result.exit_code == 2 and message in result.output

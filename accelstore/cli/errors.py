@@ -71,7 +71,7 @@ class _ReportsErrors:
             if error.errno == errno.EPIPE:
                 raise
             report(ctx, error)
-        except Exception as error:  # noqa: BLE001 — the one place a command's error becomes its exit status
+        except Exception as error:
             report(ctx, error)
 
 

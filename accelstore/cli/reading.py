@@ -30,7 +30,7 @@ def info(store: str, as_json: bool) -> None:
         click.echo(f"bytes/person-day {summary['bytes_on_disk'] / summary['person_days']:,.0f}")
     click.echo(f"devices        {', '.join(f'{k}: {v}' for k, v in summary['devices'].items()) or '-'}")
     click.echo(f"failures       {summary['failures']}")
-    for source, row in opened.failures.iterrows():
+    for _, row in opened.failures.iterrows():
         click.echo(f"  {row['message']}")
 
 

@@ -61,7 +61,7 @@ from accelstore.grid import ACC_FILL, WINDOW_SAMPLES, WINDOWS_PER_DAY, window_id
 from accelstore.kernels import augment as augmentation
 from accelstore.kernels.pretext_transforms import apply_pretext
 from accelstore.pretext_tasks import TASKS, checked_tasks
-from accelstore.store import Store, open_store, read_checked, read_day_summary
+from accelstore.store import Store, open_store, read_holdout
 
 log = logging.getLogger(__name__)
 
@@ -435,8 +435,8 @@ class WindowDataset(IterableDataset):
     def _shards(self) -> _Shards:
         if self._shards_cache is None:
             store = self._opened()
-            windows = read_day_summary(store.arrays, "day_valid_windows", self.rows, store.shape, self.path)
-            std_sum = read_day_summary(store.arrays, "day_std_sum", self.rows, store.shape, self.path)
+            windows = store.day_summary("day_valid_windows", self.rows)
+            std_sum = store.day_summary("day_std_sum", self.rows)
             row_index, day = np.nonzero(windows > 0)
             self._shards_cache = _Shards(self.rows[row_index], day, windows[row_index, day], std_sum[row_index, day])
             if not len(day):
@@ -481,7 +481,7 @@ class WindowDataset(IterableDataset):
         shards = self._shards()
         start = int(shards.day[shard]) * WINDOWS_PER_DAY
         where = f"{self.path}: row {int(shards.row[shard])}, day {int(shards.day[shard])}"
-        values = read_checked(self._opened().arrays[name], (int(shards.row[shard]), slice(start, start + WINDOWS_PER_DAY)), where)
+        values = self._opened().window_values(int(shards.row[shard]), name, slice(start, start + WINDOWS_PER_DAY), where)
         return self.length.per_unit(values, reduce)
 
     def _load(self, epoch: int, shard: int) -> _Loaded:
@@ -502,7 +502,7 @@ class WindowDataset(IterableDataset):
         pieces, joined = self.length.pieces, self.length.joined
         first, last = units[0] // pieces * joined, units[-1] // pieces * joined + joined
         start = day * WINDOWS_PER_DAY
-        acc = read_checked(self._opened().arrays["acc"], (row, slice(start + first, start + last)), f"{self.path}: row {row}, day {day}")
+        acc = self._opened().window_values(row, "acc", slice(start + first, start + last), f"{self.path}: row {row}, day {day}")
         log.debug("row %d day %d: read %d windows, chose %d", row, day, last - first, len(units))
         window = start + units // pieces * joined
         offset = units % pieces * (WINDOW_SAMPLES // pieces)
@@ -532,14 +532,11 @@ class WindowDataset(IterableDataset):
 
 def _participant_rows(store: Store, participants: Sequence[str] | None, exclude: Sequence[str], split: str | None) -> np.ndarray:
     """Store rows of the complete participants chosen by ids, exclusions and split."""
-    table = store.participants
-    ids = list(table.index) if participants is None else [str(pid) for pid in participants]
-    missing = [pid for pid in ids if pid not in table.index]
-    if missing:
-        raise KeyError(f"participants not in {store.path} (or not completely ingested): {missing[:5]}")
+    table = store.select(participants)
+    ids = list(table.index)
     dropped = {str(pid) for pid in exclude}
     if split is not None:
-        holdout = store.group.attrs.get("holdout")
+        holdout = read_holdout(store)
         if holdout is None or split not in ("train", "holdout"):
             raise ValueError(f"split={split!r} needs 'train' or 'holdout' and a store with a 'holdout' attribute")
         holdout = {str(pid) for pid in holdout}

@@ -1,0 +1,1 @@
+"""Encoders and the random-forest baseline scored by subject on labelled windows, and the report."""

@@ -13,10 +13,11 @@ A run is a pure function of its inputs and ``seed``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,44 +25,48 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from imblearn.ensemble import BalancedRandomForestClassifier
-from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from torch import nn
 from tqdm.auto import tqdm
 
+from accelstore.evaluation.config import MODELS, PRETRAINED_MODELS, EvaluationConfig
 from accelstore.evaluation.handcrafted_features import hand_crafted_features
 from accelstore.grid import SAMPLE_RATE
 from accelstore.kernels.augment import augment
 from accelstore.models.harnet import (
     BACKBONE_FOR_WINDOW_S,
+    Checkpoint,
     HarnetClassifier,
     load_pretrained,
 )
-from accelstore.store import Store, acc_to_g, open_store
+from accelstore.store import Store, open_store
 
 logger = logging.getLogger(__name__)
 
-MODELS: tuple[str, ...] = ("rf", "scratch", "frozen", "finetune")
-PRETRAINED_MODELS: tuple[str, ...] = ("frozen", "finetune")
 LOSO_MAX_SUBJECTS = 10
 N_GROUP_FOLDS = 5
 
-Encoder = str | os.PathLike | Mapping[str, object]
+Encoder = Checkpoint
 """A checkpoint path or an already loaded state_dict (see ``model.load_pretrained``)."""
 
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """How the networks are built and trained."""
+    """How the networks are built and trained: the networks' part of an `EvaluationConfig`."""
 
-    width: float = 1.0
-    epochs: int = 100
-    batch_size: int = 64
-    learning_rate: float = 1e-4
-    patience: int = 5  # epochs without a lower validation loss before stopping
-    validation_fraction: float = 0.2  # of the training subjects, at least one
-    augment: bool = True  # random axis order and 3-D rotation of every training window
-    device: str | None = None  # default: cuda when available, else cpu
+    width: float = EvaluationConfig.width
+    epochs: int = EvaluationConfig.epochs
+    batch_size: int = EvaluationConfig.batch_size
+    learning_rate: float = EvaluationConfig.learning_rate
+    patience: int = EvaluationConfig.patience  # epochs without a lower validation loss before stopping
+    validation_fraction: float = EvaluationConfig.validation_fraction  # of the training subjects, at least one
+    augment: bool = EvaluationConfig.augment  # random axis order and 3-D rotation of every training window
+    device: str | None = EvaluationConfig.device  # default: cuda when available, else cpu
+
+    @classmethod
+    def of(cls, config: EvaluationConfig) -> NetworkSettings:
+        return cls(**{setting.name: getattr(config, setting.name) for setting in dataclasses.fields(cls)})
 
     @property
     def torch_device(self) -> torch.device:
@@ -70,7 +75,10 @@ class NetworkSettings:
 
 @dataclass
 class Report:
-    """The outcome of `evaluate`: scores per model and test subject, predictions per window."""
+    """The outcome of `evaluate`: scores per model and test subject, predictions per window.
+
+    ``y`` and the predictions are class codes, indices into ``class_names``; the tables name the
+    classes."""
 
     class_names: list[str]
     y: np.ndarray
@@ -95,6 +103,22 @@ class Report:
         """(classes, classes) counts over all test windows: row = true class, column = predicted."""
         return confusion_matrix(self.y, self.predictions[model], labels=np.arange(len(self.class_names)))
 
+    def confusion_table(self, model: str) -> pd.DataFrame:
+        """`confusion` with the class names: index the true class, columns the predicted one."""
+        return pd.DataFrame(self.confusion(model), index=pd.Index(self.class_names, name="true"),
+                            columns=pd.Index(self.class_names, name="predicted"))
+
+    def per_class(self) -> pd.DataFrame:
+        """One row per model and class (by name): its windows, and precision, recall and F1 over
+        every test window."""
+        codes = np.arange(len(self.class_names))
+        tables = []
+        for model, predicted in self.predictions.items():
+            precision, recall, f1, windows = precision_recall_fscore_support(self.y, predicted, labels=codes, zero_division=0.0)
+            tables.append(pd.DataFrame({"model": model, "class": self.class_names, "windows": windows,
+                                        "precision": precision, "recall": recall, "f1": f1}))
+        return pd.concat(tables, ignore_index=True)
+
 
 @dataclass(frozen=True)
 class LabelledWindows:
@@ -109,20 +133,20 @@ class LabelledWindows:
 def load_labelled(store: Store | str) -> LabelledWindows:
     """The valid windows with a label (code ≥ 0) of every complete participant of a labelled store."""
     store = open_store(store) if isinstance(store, str) else store
-    if "label" not in store.group or "classes" not in store.group.attrs:
+    if not store.labelled:
         raise ValueError(f"{store.path} has no labels (ingest it with --labels)")
     windows, labels, subjects = [], [], []
-    for participant, info in store.participants.iterrows():
-        row, span = int(info["row"]), slice(int(info["first_window"]), int(info["n_windows"]))
-        label = store.group["label"][row, span]
-        keep = store.group["valid"][row, span] & (label >= 0)
-        windows.append(acc_to_g(store.group["acc"][row, span][keep]))
+    for participant in store.select().index:
+        recording = store.windows(participant)  # the whole recording, in g, with the query's damage checks
+        label = recording["label"].to_numpy()
+        keep = recording["valid"].to_numpy() & (label >= 0)
+        windows.append(recording.to_numpy()[keep])
         labels.append(label[keep].astype(np.int64))
         subjects.append(np.full(int(keep.sum()), participant, dtype=object))
     if not sum(map(len, labels)):
         raise ValueError(f"{store.path} has no valid labelled windows")
     return LabelledWindows(np.concatenate(windows), np.concatenate(labels),
-                           np.concatenate(subjects), [str(c) for c in store.group.attrs["classes"]])
+                           np.concatenate(subjects), [str(c) for c in store.classes])
 
 
 # --- splits -------------------------------------------------------------------------------------
@@ -282,8 +306,6 @@ def _check_inputs(X: np.ndarray, y: np.ndarray, groups: np.ndarray, models: Sequ
                   encoder: Encoder | None) -> None:
     if X.ndim != 3 or X.shape[1] != 3 or len(X) != len(y) or len(y) != len(groups):
         raise ValueError(f"expected X (n, 3, T), y (n,), groups (n,); got {X.shape}, {y.shape}, {groups.shape}")
-    if y.min(initial=0) < 0:
-        raise ValueError("labels must be class codes >= 0 (drop unlabelled windows first)")
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(f"models must be a non-empty subset of {MODELS}, got {list(models)}")
@@ -307,34 +329,30 @@ def _subject_scores(model: str, fold: int, y: np.ndarray, predicted: np.ndarray,
 
 def evaluate(
     X: np.ndarray,
-    y: np.ndarray,
+    y: Sequence[Hashable] | np.ndarray,
     groups: np.ndarray,
-    models: Sequence[str] = MODELS,
+    config: EvaluationConfig | None = None,
+    *,
     encoder: Encoder | None = None,
-    seed: int = 0,
-    width: float = 1.0,
-    epochs: int = NetworkSettings.epochs,
-    n_estimators: int = 3000,
     class_names: Sequence[str] | None = None,
-    batch_size: int = NetworkSettings.batch_size,
-    learning_rate: float = NetworkSettings.learning_rate,
-    patience: int = NetworkSettings.patience,
-    augment: bool = NetworkSettings.augment,
-    device: str | None = None,
-    n_jobs: int = 1,
     progress: bool = True,
 ) -> Report:
-    """Evaluate ``models`` on windows ``X`` (n, 3, T) float32 g with labels ``y`` (codes 0 …) of
-    subjects ``groups``, by subject. ``encoder`` (a checkpoint path or state_dict of a backbone of
-    this ``width``) is needed for ``frozen`` and ``finetune``. ``n_estimators`` trees for ``rf``
-    (``n_jobs`` processes); ``epochs`` at most for the networks, trained with random axis orders
-    and rotations unless ``augment`` is False. Deterministic for a ``seed``."""
-    X, y, groups = np.ascontiguousarray(X, np.float32), np.asarray(y, np.int64), np.asarray(groups)
-    models = list(models)
+    """Evaluate the models of ``config`` (default: ``EvaluationConfig()``) on windows ``X`` (n, 3, T)
+    float32 g with labels ``y`` of subjects ``groups``, by subject. Deterministic for its seed.
+
+    Labels are any hashable values, e.g. strings read from a CSV: each is a class named by its
+    ``str``, in sorted order, or in the order of ``class_names``. Integer labels are class codes
+    0, 1, … naming ``class_names[code]`` (by default the code); negative codes, which mark
+    unlabelled windows, are refused. ``encoder`` (a checkpoint path or state_dict of a backbone of
+    the config's ``width``) is needed for ``frozen`` and ``finetune``.
+    """
+    config = config or EvaluationConfig()
+    X, groups = np.ascontiguousarray(X, np.float32), np.asarray(groups)
+    y, class_names = _class_codes(y, class_names)
+    models = list(config.models_for(encoder is not None))
     _check_inputs(X, y, groups, models, encoder)
-    n_classes = int(y.max()) + 1 if class_names is None else len(class_names)
-    class_names = [str(c) for c in (class_names or range(n_classes))]
-    settings = NetworkSettings(width, epochs, batch_size, learning_rate, patience, augment=augment, device=device)
+    settings = NetworkSettings.of(config)
+    seed = config.seed
     if isinstance(encoder, (str, os.PathLike)):
         encoder = torch.load(encoder, map_location="cpu", weights_only=True)
     folds = subject_folds(groups, seed)
@@ -348,9 +366,9 @@ def evaluate(
                 bar.set_postfix(model=model)
                 started = time.perf_counter()
                 if model == "rf":
-                    predicted, epochs_run = _fit_predict_forest(features, y, train, test, n_estimators, seed, n_jobs), 0
+                    predicted, epochs_run = _fit_predict_forest(features, y, train, test, config.trees, seed, config.jobs), 0
                 else:
-                    predicted, epochs_run = _fit_predict_network(model, X, y, groups, train, test, n_classes,
+                    predicted, epochs_run = _fit_predict_network(model, X, y, groups, train, test, len(class_names),
                                                                  encoder, settings, _seed_of(seed, fold))
                 seconds = time.perf_counter() - started
                 predictions[model][test] = predicted
@@ -365,10 +383,30 @@ def evaluate(
     return Report(
         class_names, y, groups, predictions, pd.DataFrame(scores), pd.DataFrame(timings),
         settings={"seed": seed, "split": split, "folds": len(folds), "windows": len(y),
-                  "subjects": len(np.unique(groups)), "backbone": backbone_for(X.shape[-1]), "width": width,
-                  "max_epochs": epochs, "trees": n_estimators, "batch_size": batch_size,
-                  "learning_rate": learning_rate, "patience": patience, "augment": augment},
+                  "subjects": len(np.unique(groups)), "backbone": backbone_for(X.shape[-1]), "width": config.width,
+                  "max_epochs": config.epochs, "trees": config.trees, "batch_size": config.batch_size,
+                  "learning_rate": config.learning_rate, "patience": config.patience, "augment": config.augment},
     )
+
+
+def _class_codes(y: Sequence[Hashable] | np.ndarray, class_names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    """Labels ``y`` as class codes 0 …, and the names of the classes (see `evaluate`)."""
+    labels = np.asarray(y)
+    if labels.dtype.kind in "iu":
+        if labels.min(initial=0) < 0:
+            raise ValueError("integer labels are class codes >= 0 (negative codes mark unlabelled windows: drop them first)")
+        n_classes = int(labels.max(initial=-1)) + 1 if class_names is None else len(class_names)
+        if labels.max(initial=-1) >= n_classes:
+            raise ValueError(f"class code {labels.max()} but only {n_classes} class names")
+        return labels.astype(np.int64), [str(name) for name in (range(n_classes) if class_names is None else class_names)]
+    if class_names is None:
+        codes, classes = pd.factorize(labels, sort=True)
+    else:
+        classes = list(class_names)
+        codes = pd.Index(classes).get_indexer(labels)
+    if (codes < 0).any():
+        raise ValueError(f"{int((codes < 0).sum())} labels are missing or not among the classes {[str(c) for c in classes]}")
+    return codes.astype(np.int64), [str(name) for name in classes]
 
 
 def _timed_features(X: np.ndarray) -> np.ndarray:

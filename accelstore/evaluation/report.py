@@ -1,4 +1,5 @@
-"""Writing an evaluation `Report`: Markdown and CSV tables and a confusion-matrix PNG per model;
+"""Writing an evaluation `Report`: Markdown and CSV tables (per model, subject and class) and a
+confusion-matrix PNG per model, the classes named as the report names them;
 and the 2-D feature maps of ``accelstore embed``.
 
 Figures are drawn on matplotlib ``Figure`` objects with the Agg canvas, never through pyplot,
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_MD = "summary.md"
 SUMMARY_CSV = "summary.csv"
 SUBJECTS_CSV = "subjects.csv"
+CLASSES_CSV = "classes.csv"
 TIMINGS_CSV = "timings.csv"
 
 
@@ -53,11 +55,12 @@ def write_report(report: Report, out_dir: str | Path) -> list[Path]:
     """Write the tables and one confusion-matrix PNG per model into ``out_dir``; return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / SUMMARY_MD, out / SUMMARY_CSV, out / SUBJECTS_CSV, out / TIMINGS_CSV]
+    paths = [out / SUMMARY_MD, out / SUMMARY_CSV, out / SUBJECTS_CSV, out / CLASSES_CSV, out / TIMINGS_CSV]
     paths[0].write_text(summary_markdown(report), encoding="utf-8")
     report.summary().to_csv(paths[1], index_label="model")
     report.scores.to_csv(paths[2], index=False)
-    report.timings.to_csv(paths[3], index=False)
+    report.per_class().to_csv(paths[3], index=False)
+    report.timings.to_csv(paths[4], index=False)
     for model in report.predictions:
         path = out / confusion_png(model)
         confusion_figure(report.confusion(model), report.class_names, model).savefig(path, dpi=120)

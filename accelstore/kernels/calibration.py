@@ -74,7 +74,7 @@ def _window_at(t, origin, width_ns):
 
 @njit(cache=True, nogil=True)
 def step_window_means(time_ns, starts, values, width_ns, n_windows):
-    """Per-window means of a series held as runs (:class:`~accelstore.run_lengths.Steps`), as
+    """Per-window means of a series held as runs (:class:`~accelstore.run_lengths.RunLengths`), as
     :func:`window_moments` computes them over the series per sample: the same sums in the same
     order, NaN samples skipped, NaN for an empty window."""
     counts = np.zeros(n_windows, dtype=np.int64)
@@ -196,7 +196,7 @@ def fit_gravity(means, temperature, use_temperature):
 def apply_calibration(x, y, z, intercept, slope, starts, temperature, slope_t, use_temperature):
     """In place: ``axis = axis * slope + intercept (+ temperature * slope_t)``, in float32 as actipy.
 
-    The temperature is held as runs (:class:`~accelstore.run_lengths.Steps`: ``starts``, ``temperature``).
+    The temperature is held as runs (:class:`~accelstore.run_lengths.RunLengths`: ``starts``, ``temperature``).
     """
     axes = (x, y, z)
     for k in range(3):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from accelstore.grid import WINDOW_SECONDS
-
-NO_LABEL = -1
+from accelstore.grid import NO_LABEL, WINDOW_SECONDS
 
 
 @njit(cache=True, nogil=True)

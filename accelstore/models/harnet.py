@@ -18,9 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from accelstore.models.variants import BACKBONE_FOR_WINDOW_S as BACKBONE_FOR_WINDOW_S  # re-exported
 from accelstore.pretext_tasks import DEFAULT_TASKS, HEAD_NAMES, TASKS
 
 logger = logging.getLogger(__name__)
+
+Checkpoint = str | os.PathLike | Mapping[str, object]
+"""A checkpoint file, or one already loaded (see `load_pretrained` for the forms it takes)."""
 
 
 class Stage(NamedTuple):
@@ -34,7 +38,8 @@ class Stage(NamedTuple):
     order: int  # how many times the box filter is convolved with itself
 
 
-# The product of the factors is the window length, so time shrinks to exactly 1.
+# The strides shrink the window to exactly 1 time step: for harnet10 and harnet30 their product is the
+# window length; harnet5's (108) reaches 1 from 150 samples through the rounding of each strided step.
 HARNET_STAGES: dict[str, tuple[Stage, ...]] = {
     "harnet5": (  # 3 × 150: 30 Hz × 5 s
         Stage(64, 5, 2, 5, 2, 2),
@@ -58,7 +63,6 @@ HARNET_STAGES: dict[str, tuple[Stage, ...]] = {
         Stage(1024, 5, 0, 5, 4, 0),
     ),
 }
-BACKBONE_FOR_WINDOW_S: dict[int, str] = {5: "harnet5", 10: "harnet10", 30: "harnet30"}
 PRETEXT_HEADS: tuple[str, ...] = tuple(HEAD_NAMES[task] for task in TASKS)
 """The pretext heads' names, as in the published checkpoints (``pretext_tasks.HEAD_NAMES``)."""
 PUBLISHED_HEADS: tuple[str, ...] = tuple(HEAD_NAMES[task] for task in DEFAULT_TASKS)
@@ -175,6 +179,39 @@ def build_backbone(name: str = "harnet10", width: float = 1.0) -> Harnet:
     return Harnet(name, width)
 
 
+def harnet5(pretrained: Checkpoint | None = None, width: float = 1.0) -> Harnet:
+    """The harnet5 backbone: 5-s windows at 30 Hz, (B, 3, 150) → (B, 512 × width) features.
+
+    With ``pretrained`` (a checkpoint path or state_dict, e.g. of the published ssl-wearables
+    model or of ``accelstore pretrain``'s best_encoder.pt), its weights are loaded strictly by
+    :func:`load_pretrained`, which raises `CheckpointMismatchError` if they do not fit.
+    """
+    return _published("harnet5", pretrained, width)
+
+
+def harnet10(pretrained: Checkpoint | None = None, width: float = 1.0) -> Harnet:
+    """The harnet10 backbone: 10-s windows at 30 Hz, (B, 3, 300) → (B, 1024 × width) features.
+
+    ``pretrained`` as for :func:`harnet5`.
+    """
+    return _published("harnet10", pretrained, width)
+
+
+def harnet30(pretrained: Checkpoint | None = None, width: float = 1.0) -> Harnet:
+    """The harnet30 backbone: 30-s windows at 30 Hz, (B, 3, 900) → (B, 1024 × width) features.
+
+    ``pretrained`` as for :func:`harnet5`.
+    """
+    return _published("harnet30", pretrained, width)
+
+
+def _published(name: str, pretrained: Checkpoint | None, width: float) -> Harnet:
+    backbone = Harnet(name, width)
+    if pretrained is not None:
+        load_pretrained(backbone, pretrained)
+    return backbone
+
+
 class PretextHead(nn.Module):
     def __init__(self, feature_dim: int) -> None:
         super().__init__()
@@ -282,7 +319,7 @@ def _shape(tensor: object) -> tuple[int, ...] | str:
     return tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
 
 
-def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, object]) -> LoadReport:
+def load_pretrained(model: nn.Module, checkpoint: Checkpoint) -> LoadReport:
     """Load backbone weights into `model` (a `Harnet` or any model with its `feature_extractor`).
 
     `checkpoint` is a path or an already loaded object: a plain state_dict, the same with the DDP

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
-from accelstore import store as layout
 from accelstore.grid import ACC_FILL
 from accelstore.kernels.resample import warm_up, window_stats
 from accelstore.pipelines.runner import (
@@ -27,6 +25,7 @@ from accelstore.pipelines.runner import (
     task_client,
 )
 from accelstore.store import (
+    WINDOW_ARRAYS,
     ParticipantWriter,
     day_span,
     open_store,
@@ -61,14 +60,14 @@ class FeatureResult:
 def recompute_participant(task: FeatureTask) -> FeatureResult:
     """Features of one participant from its ``acc``; its rows are rewritten only if they changed."""
     writer = ParticipantWriter(task.store, task.row)
-    rows = {spec.name: np.full(writer.n_windows, spec.fill, dtype=spec.dtype) for spec in layout.WINDOW_ARRAYS}
+    rows = {spec.name: np.full(writer.n_windows, spec.fill, dtype=spec.dtype) for spec in WINDOW_ARRAYS}
     for day in recorded_days(task.first_window, task.n_windows):
         span = day_span(day)
-        acc = writer.acc[task.row, span]
+        acc = writer.read_day(day)
         valid = (acc != ACC_FILL).all(axis=(1, 2))  # ingest fills every sample of an invalid window
         rows["valid"][span] = valid
         rows["std"][span], rows["enmo"][span] = window_stats(acc, valid)
-    stored = {name: array[task.row, :] for name, array in writer.window_arrays.items()}
+    stored = writer.read_windows()
     rewritten = not all(np.array_equal(rows[name], stored[name], equal_nan=rows[name].dtype.kind == "f") for name in rows)
     if rewritten:
         writer.write_windows(**rows)
@@ -90,19 +89,6 @@ class FeaturesReport:
         return not self.failed
 
 
-def complete_participants(store_path: str, participants: Sequence[str] | None = None) -> pd.DataFrame:
-    """The table rows (indexed by id) of ``participants``, or of every complete participant."""
-    table = open_store(store_path).participants
-    if participants is None:
-        return table
-    if isinstance(participants, str):
-        participants = [participants]
-    missing = [pid for pid in participants if pid not in table.index]
-    if missing:
-        raise KeyError(f"not in {store_path} (or not completely ingested): {', '.join(missing)}")
-    return table.loc[list(dict.fromkeys(participants))]
-
-
 def recompute(
     store_path: str,
     participants: Sequence[str] | None = None,
@@ -118,7 +104,7 @@ def recompute(
     every task in this process; default a LocalCluster of ``workers`` processes.
     """
     store_path = absolute(store_path)
-    table = complete_participants(store_path, participants)
+    table = open_store(store_path).select(participants)
     tasks = [
         FeatureTask(store_path, str(pid), int(info["row"]), int(info["first_window"]), int(info["n_windows"]))
         for pid, info in table.iterrows()

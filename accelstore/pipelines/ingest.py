@@ -11,9 +11,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,6 @@ from accelstore.readers import (
     ReaderError,
     cwa,
     file_digest,
-    read_recording,
 )
 from accelstore.readers.annotations import annotation_codes, scan_classes
 from accelstore.readers.discovery import discover
@@ -124,7 +123,7 @@ def ingest_file(task: FileTask) -> FileResult:
     if task.expected == (size, digest):
         return FileResult(task, "unchanged", size=size, digest=digest)
     try:
-        recording = read_recording(task.path, task.options, _thread_buffers())
+        recording = processing.read_recording(task.path, task.options, _thread_buffers())
         after = task.path.stat()
     except ReaderError as error:
         return FileResult(task, "failed", size=size, digest=digest, error=error.kind, message=str(error))
@@ -152,7 +151,7 @@ def ingest_file(task: FileTask) -> FileResult:
     rows = {spec.name: np.full(writer.n_windows, spec.fill, dtype=spec.dtype) for spec in arrays}
     if task.labels is not None:
         codes = task.labels.codes(recording.annotation)
-        samples_per_window = int(round(recording.sample_rate * WINDOW_SECONDS))
+        samples_per_window = round(recording.sample_rate * WINDOW_SECONDS)
     days_with_data = recorded_days(first_window, n_windows)
     for day in range(writer.n_windows // WINDOWS_PER_DAY):
         if day not in days_with_data:
@@ -324,19 +323,18 @@ def ingest(
         writer.set_failures(failures)
         log.info("%d file(s): %d task(s), %d refused before reading", len(files), len(plan.tasks), len(plan.failed) + len(unreadable))
 
-        with task_client(workers, scheduler, warm=warm_up) as client:
-            with progress_bar(len(plan.tasks), "ingest", progress, unit="file") as bar:
-                tasks = plan.tasks
-                while tasks:
-                    deferred: list[FileResult] = []
-                    for task, result in run_tasks(client, ingest_file, tasks, retries):
-                        result = _file_result(task, result)
-                        if result.outcome in ("changed", "too_long"):
-                            deferred.append(result)
-                        else:
-                            _apply(result, writer, report, failures)
-                            bar.update()
-                    tasks = list(_replan(deferred, writer)) if deferred else []
+        with task_client(workers, scheduler, warm=warm_up) as client, progress_bar(len(plan.tasks), "ingest", progress, unit="file") as bar:
+            tasks = plan.tasks
+            while tasks:
+                deferred: list[FileResult] = []
+                for task, result in run_tasks(client, ingest_file, tasks, retries):
+                    result = _file_result(task, result)
+                    if result.outcome in ("changed", "too_long"):
+                        deferred.append(result)
+                    else:
+                        _apply(result, writer, report, failures)
+                        bar.update()
+                tasks = list(_replan(deferred, writer)) if deferred else []
         writer.set_failures(failures)
     _log_summary(report)
     return report

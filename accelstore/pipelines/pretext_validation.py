@@ -11,7 +11,8 @@ on its own windows, so the draw does not depend on how the work is split into ta
 of one Dask task per participant: the first returns each participant's N smallest keys (from
 ``valid`` and ``std`` only), the driver keeps the N smallest overall; the second reads the chosen
 windows of ``acc`` and applies the pretext transforms, each window keyed by its own id. The driver
-writes everything under the sub-group ``pretext/``, and marks it complete last.
+writes the hold-out and the set into the store (:mod:`accelstore.store.validation_set`, which also
+reads them back).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from accelstore import store as layout
 from accelstore.grid import WINDOW_SAMPLES, window_ids
 from accelstore.kernels.pretext_transforms import apply_pretext
-from accelstore.pipelines.features import complete_participants
 from accelstore.pipelines.runner import (
     TaskError,
     absolute,
@@ -36,20 +35,15 @@ from accelstore.pipelines.runner import (
     task_client,
 )
 from accelstore.pretext_tasks import DEFAULT_TASKS, TASKS, checked_tasks
-from accelstore.store import MetadataWriter, Store, acc_to_g, store_writer
+from accelstore.store import acc_to_g, open_store, record_holdout, store_writer, write_validation_set
 
 if TYPE_CHECKING:
     from dask.distributed import Client
 
 log = logging.getLogger(__name__)
 
-GROUP = "pretext"
-"""The sub-group holding the validation set."""
-HOLDOUT_ATTR = "holdout"
-"""Root attribute: ids of the held-out participants, which the trainer must never train on."""
 SELECTION_STREAM = 0x5E1EC7
 """Distinguishes the draw's random stream from any other use of the same seed."""
-X_CHUNK = 1024
 
 
 def choose_holdout(ids: Sequence[str], fraction: float, seed: int) -> list[str]:
@@ -97,9 +91,9 @@ class Candidates:
 
 def draw_candidates(task: DrawTask) -> Candidates:
     """The participant's ``limit`` windows of smallest key (fewer if it has fewer eligible)."""
-    group = layout.open_group(task.store)
-    valid = group["valid"][task.row, : task.n_windows]
-    std = group["std"][task.row, : task.n_windows]
+    store, where = open_store(task.store), f"{task.store}: participant {task.participant!r}"
+    valid = store.window_values(task.row, "valid", slice(0, task.n_windows), where)
+    std = store.window_values(task.row, "std", slice(0, task.n_windows), where)
     keys = selection_keys(valid, std, task.seed, task.row)
     eligible = np.flatnonzero(np.isfinite(keys))
     best = eligible[np.argsort(keys[eligible], kind="stable")[: task.limit]]
@@ -151,8 +145,8 @@ class Transformed:
 
 def transform_chosen(task: TransformTask) -> Transformed:
     """Read the chosen windows of one participant and apply the pretext transforms."""
-    acc = layout.open_group(task.store)["acc"].oindex[task.row, task.windows]
-    x = acc_to_g(acc)
+    where = f"{task.store}: participant {task.participant!r}"
+    x = acc_to_g(open_store(task.store).window_values(task.row, "acc", task.windows, where))
     if np.isnan(x).any():
         raise ValueError(f"participant {task.participant}: a window marked valid holds absent samples")
     x, labels = apply_pretext(x, task.tasks, task.seed, task.p, out=x, window_ids=window_ids(task.row, task.windows))
@@ -173,18 +167,6 @@ class ValidationSetReport:
     holdout: list[str]
     windows: int
     drawn: dict[str, int] = field(default_factory=dict)  # held-out participant → windows in the set
-
-
-@dataclass
-class ValidationSet:
-    """The stored validation set: inputs in g, one label array per task, and where each came from."""
-
-    x: np.ndarray  # float32 (N, 3, 300)
-    labels: dict[str, np.ndarray]  # task → int64 (N,)
-    row: np.ndarray  # int64 (N,): participant row
-    window: np.ndarray  # int64 (N,): window index from the participant's day 0
-    holdout: list[str]
-    attrs: dict
 
 
 def build_validation_set(
@@ -211,13 +193,13 @@ def build_validation_set(
     if not 0.0 < holdout_fraction < 1.0:
         raise ValueError(f"the hold-out fraction must lie strictly between 0 and 1, got {holdout_fraction}")
     store_path = absolute(store_path)
-    table = complete_participants(store_path)
+    table = open_store(store_path).participants
     holdout = choose_holdout(table.index, holdout_fraction, seed)
     held = {pid: int(row) for pid, row in table.loc[holdout, "row"].items()}
     with store_writer(store_path, "pretext", break_lease=break_lease) as writer, task_client(workers, scheduler, warm=warm_up) as client:
         draws = [DrawTask(store_path, pid, row, int(table.at[pid, "n_windows"]), seed, windows) for pid, row in held.items()]
         rows, window_index = _draw(client, draws, windows, retries, progress)
-        _record_holdout(writer, holdout)
+        record_holdout(writer, holdout)
         spans = {int(row): _span(rows, row) for row in np.unique(rows)}  # each participant's windows are one run
         transforms = [
             TransformTask(store_path, pid, row, window_index[spans[row]], seed, tasks, p) for pid, row in held.items() if row in spans
@@ -227,8 +209,7 @@ def build_validation_set(
             "windows": windows, "holdout_fraction": holdout_fraction, "seed": seed, "tasks": list(tasks), "p": p,
             "holdout": holdout, "selection": "without replacement, probability proportional to std among valid windows",
         }
-        writer.check_lease()
-        _write_validation_set(writer.group, x, labels, rows, window_index, attrs)
+        write_validation_set(writer, x, labels, rows, window_index, attrs)
     drawn = {transform.participant: int(transform.windows.size) for transform in transforms}
     log.info("validation set of %d windows from %d held-out participant(s) in %s", windows, len(holdout), store_path)
     return ValidationSetReport(store_path, holdout, windows, drawn)
@@ -280,42 +261,3 @@ def _checked(participant: str, result):
     if isinstance(result, TaskError):
         raise RuntimeError(f"pretext validation set: participant {participant}: {result.message}")
     return result
-
-
-def _record_holdout(writer: MetadataWriter, holdout: list[str]) -> None:
-    """Write the hold-out before the set, so that even a failed build keeps them out of training."""
-    previous = writer.group.attrs.get(HOLDOUT_ATTR)
-    if previous is not None and sorted(previous) != holdout:
-        log.warning(
-            "the hold-out changes (%d participant(s) leave it): a model trained on the old split has seen the new one",
-            len(set(previous) - set(holdout)),
-        )
-    writer.set_attrs(**{HOLDOUT_ATTR: holdout})
-
-
-def _write_validation_set(group, x: np.ndarray, labels: dict[str, np.ndarray], rows: np.ndarray, windows: np.ndarray, attrs: dict) -> None:
-    subgroup = group.create_group(GROUP, overwrite=True, attributes={"complete": False})
-    subgroup.create_array("x", data=x, chunks=(min(X_CHUNK, len(x)), 3, WINDOW_SAMPLES), attributes={"units": "g"})
-    for name, values in labels.items():
-        subgroup.create_array(f"label_{name}", data=values, attributes={"meaning": f"1 where {name} was applied"})
-    subgroup.create_array("row", data=rows, attributes={"meaning": "participant row"})
-    subgroup.create_array("window", data=windows, attributes={"meaning": "window index from the participant's day 0"})
-    subgroup.attrs.update({**attrs, "complete": True})  # last: the set is visible only once whole
-
-
-def read_validation_set(store: Store | str) -> ValidationSet:
-    """The store's validation set; ValueError when there is none or it was not finished."""
-    opened = store if isinstance(store, Store) else Store(str(store))
-    group = opened.group
-    if GROUP not in group or not group[GROUP].attrs.get("complete", False):
-        raise ValueError(f"{opened.path}: no complete pretext validation set (run `accelstore pretext`)")
-    subgroup = group[GROUP]
-    attrs = dict(subgroup.attrs)
-    return ValidationSet(
-        x=subgroup["x"][:],
-        labels={name: subgroup[f"label_{name}"][:] for name in attrs["tasks"]},
-        row=subgroup["row"][:],
-        window=subgroup["window"][:],
-        holdout=list(group.attrs.get(HOLDOUT_ATTR, [])),
-        attrs=attrs,
-    )

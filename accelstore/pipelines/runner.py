@@ -145,7 +145,7 @@ def run_tasks(
         task = submitted.pop(future.key)
         try:
             result = future.result()
-        except Exception as error:  # noqa: BLE001 — a task's error (or its worker's death) is that task's failure
+        except Exception as error:
             result = TaskError(describe(error))
         if isinstance(result, _Failed):
             result = TaskError(result.message)
@@ -157,7 +157,7 @@ def _call_with_retries(function: Callable[[TaskT], ResultT], task: TaskT, retrie
     while True:
         try:
             return function(task)
-        except Exception as error:  # noqa: BLE001 — as on a cluster: retried unless deterministic, then that task's failure
+        except Exception as error:
             if attempt == retries or is_deterministic(error):
                 return TaskError(describe(error))
             attempt += 1
@@ -253,6 +253,6 @@ def scheduler_address(scheduler: str) -> str:
             pool.submit(asyncio.run, probe()).result()
         except ValueError as error:  # distributed's parse of the address
             raise InputError(f"{given}: not a scheduler address or .json scheduler file: {error}") from None
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             raise InputError(f"{given}: could not connect to {address} within {SCHEDULER_CONNECT_TIMEOUT} s") from None
     return address

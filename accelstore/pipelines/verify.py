@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import zarr
 
 from accelstore.errors import StoreDamageError
 from accelstore.grid import ACC_FILL
@@ -36,13 +35,8 @@ from accelstore.store import (
     Status,
     check_days,
     check_present,
-    committed_shape,
     day_span,
-    open_arrays,
-    open_group,
-    read_checked,
-    read_day_summary,
-    read_table,
+    open_store,
     recorded_days,
     store_writer,
     summarise_days,
@@ -68,12 +62,11 @@ class VerifyTask:
 
 def verify_participant(task: VerifyTask) -> list[str]:
     """What is wrong with one participant's data (nothing: an empty list)."""
-    group = zarr.open_group(task.store, mode="r", zarr_format=3)
     where = f"participant {task.participant!r}"
-    width = committed_shape(group)[1]
     try:
-        arrays = open_arrays(group, task.store)
-        rows = {spec.name: read_checked(arrays[spec.name], (task.row, slice(0, width)), where) for spec in window_arrays_of(group)}
+        store = open_store(task.store)
+        width = store.shape[1]
+        rows = {spec.name: store.window_values(task.row, spec.name, slice(0, width), where) for spec in window_arrays_of(store.arrays)}
     except StoreDamageError as error:
         return [str(error)]
     valid, std = rows["valid"], rows["std"]
@@ -84,7 +77,7 @@ def verify_participant(task: VerifyTask) -> list[str]:
         span = day_span(day)
         outside[span] = False
         try:
-            acc = read_checked(arrays["acc"], (task.row, span), f"{where}, day {day}")
+            acc = store.window_values(task.row, "acc", span, f"{where}, day {day}")
             check_present(where, valid[span], acc, span.start)
         except StoreDamageError as error:
             problems.append(str(error))
@@ -135,30 +128,22 @@ def verify(
     ``mark``: take the writer lease and mark damaged participants for the next ingest to redo.
     """
     store_path = absolute(store_path)
-    group = open_group(store_path)
     report = VerifyReport(store_path)
-    n_rows = committed_shape(group)[0]
     try:
-        arrays = open_arrays(group, store_path)
-        table = read_table(arrays, n_rows, store_path)
-        day_valid = read_day_summary(arrays, "day_valid_windows", slice(None), committed_shape(group), store_path)
-        day_std = read_day_summary(arrays, "day_std_sum", slice(None), committed_shape(group), store_path)
+        store = open_store(store_path)
+        selected = store.select(participants).sort_values("row")  # reads, and checks, the whole table
+        day_valid = store.day_summary("day_valid_windows")
+        day_std = store.day_summary("day_std_sum")
     except StoreDamageError as error:
         report.store_damage.append(str(error))
         log.error("%s", error)
         return report
-    complete = table[table["status"] == Status.COMPLETE]
-    if participants is not None:
-        missing = sorted(set(participants) - set(complete["id"]))
-        if missing:
-            raise KeyError(f"not in {store_path} (or not completely ingested): {', '.join(missing)}")
-        complete = complete[complete["id"].isin(participants)]
     tasks = [
         VerifyTask(
-            store_path, str(info["id"]), int(row), int(info["first_window"]), int(info["n_windows"]),
-            int(info["valid_windows"]), day_valid[row], day_std[row],
+            store_path, str(pid), int(info["row"]), int(info["first_window"]), int(info["n_windows"]),
+            int(info["valid_windows"]), day_valid[int(info["row"])], day_std[int(info["row"])],
         )
-        for row, info in complete.iterrows()
+        for pid, info in selected.iterrows()
     ]
     with task_client(workers, scheduler) as client, progress_bar(len(tasks), "verify", progress) as bar:
         for task, result in run_tasks(client, verify_participant, tasks, retries=1):
@@ -170,7 +155,7 @@ def verify(
                 for problem in problems:
                     log.error("%s: %s", store_path, problem)
     if mark and report.damaged:
-        _mark_damaged(store_path, {task.participant: (task.row, str(complete.at[task.row, "source"])) for task in tasks}, report, break_lease)
+        _mark_damaged(store_path, {task.participant: (task.row, str(selected.at[task.participant, "source"])) for task in tasks}, report, break_lease)
     log.info("verify %s: %d participant(s) checked, %d damaged", store_path, len(report.checked), len(report.damaged))
     return report
 

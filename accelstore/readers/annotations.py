@@ -8,13 +8,13 @@ Annotations the map does not name, and empty ones, count as no label.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from accelstore.kernels.window_labels import NO_LABEL
+from accelstore.grid import NO_LABEL
 from accelstore.readers import file_format
 
 log = logging.getLogger(__name__)

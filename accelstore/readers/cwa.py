@@ -4,8 +4,8 @@ The fast path of ingest for the UK Biobank format (docs/architecture.md, "Ingest
 ``actipy.read_device(path, lowpass_hz=None, calibrate_gravity=False, detect_nonwear=False,
 resample_hz=None)`` returns — the parse of actipy's ``AxivityReader.java``, then its
 ``quality_control`` — sample for sample and bit for bit: the same blocks skipped and counted in
-``ReadErrors``, the same timestamps, float32 values and info dict. It starts no JVM and builds no
-DataFrame. The file is read ``CHUNK_BLOCKS`` at a time, twice (count the samples, then decode
+``ReadErrors``, the same timestamps, float32 values and info dict (less its wear-time keys, see
+below). It starts no JVM and builds no DataFrame. The file is read ``CHUNK_BLOCKS`` at a time, twice (count the samples, then decode
 them into arrays of exactly that length), so the only memory the size of the recording is the
 output arrays.
 
@@ -25,12 +25,15 @@ What the Java does, and so what is done here:
 - Values: packed samples hold three 10-bit mantissas and a shared 2-bit exponent, unpacked ones
   16-bit integers (AX6: gyroscope first, then acceleration); either is divided by the unit in
   the top three bits of the light field (256 counts per g by default). Temperature is the
-  block's, in °C, on every sample (held here as runs, :class:`~accelstore.run_lengths.Steps`).
+  block's, in °C, on every sample (held here as runs, :class:`~accelstore.run_lengths.RunLengths`).
 - Fatal (``ValueError`` with the Java's message): no data block, a partial block at the end of
   the file before any sample, a block whose layout (AX3 / AX6) differs from the first's. A
   partial block after samples ends the reading and counts one read error.
 - Quality control: samples whose time is not after every earlier one are dropped, adding
-  ``ceil(non-increasing steps / rate)`` to ``ReadErrors``.
+  ``ceil(non-increasing steps / rate)`` to ``ReadErrors``. Its wear-time keys
+  (``WearTime(days)``, ``NumInterrupts``, ``Covers24hOK``) are not computed here: they need the
+  non-wear kernel, which lies above the readers, so the processing layer adds them (the
+  recording's ``wear_time_deferred``).
 """
 
 from __future__ import annotations
@@ -51,8 +54,7 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 from numba import njit
 
-from accelstore.kernels.nonwear import wear_summary
-from accelstore.run_lengths import Steps
+from accelstore.run_lengths import RunLengths
 
 BLOCK_BYTES = 512
 CHUNK_BLOCKS = 16_384
@@ -85,7 +87,7 @@ class CwaData:
     x: np.ndarray  # float32 (N,) in g
     y: np.ndarray
     z: np.ndarray
-    temperature: Steps  # °C: each block's value on its samples
+    temperature: RunLengths  # °C: each block's value on its samples
     info: dict[str, Any]
 
 
@@ -150,13 +152,12 @@ def _new_columns(n_samples: int) -> tuple[np.ndarray, ...]:
     return (np.empty(n_samples, dtype=np.int64),) + tuple(np.empty(n_samples, dtype=np.float32) for _ in range(3))
 
 
-def read_cwa(path: str | os.PathLike, buffers: SampleBuffers | None = None, wear_time: bool = True) -> CwaData:
+def read_cwa(path: str | os.PathLike, buffers: SampleBuffers | None = None) -> CwaData:
     """Read an Axivity ``.cwa`` or ``.cwa.gz`` file as actipy does with all processing off.
 
     With ``buffers``, the arrays returned are views of them, overwritten by the next
-    ``read_cwa`` given the same buffers. Without ``wear_time``, ``info`` lacks the keys that
-    non-wear detection recomputes (``WearTime(days)``, ``NumInterrupts``, ``Covers24hOK``): a
-    pass over every sample saved. Raises ``ValueError`` with a one-line cause (the Java parser's
+    ``read_cwa`` given the same buffers. ``info`` is actipy's without its wear-time keys
+    (``WearTime(days)``, ``NumInterrupts``, ``Covers24hOK``: see the module docstring). Raises ``ValueError`` with a one-line cause (the Java parser's
     message where it has one) when the file holds no readable data; ``OSError`` when it cannot
     be opened.
     """
@@ -172,7 +173,7 @@ def read_cwa(path: str | os.PathLike, buffers: SampleBuffers | None = None, wear
         "ReadErrors": read_errors + _quality_errors(cursor.non_increasing, cursor.rate),
         "SampleRate": cursor.rate,
     }
-    info |= _quality_info(time_ns, x, y, z, wear_time)
+    info |= _quality_info(time_ns)
     return CwaData(time_ns, x, y, z, temperature, info)
 
 
@@ -201,7 +202,7 @@ def _device_id(file: BinaryIO) -> int | str:
     return "unknown"
 
 
-def _read_blocks(file: BinaryIO, buffers: SampleBuffers | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Steps, _Cursor, int]:
+def _read_blocks(file: BinaryIO, buffers: SampleBuffers | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, RunLengths, _Cursor, int]:
     """The parse: time, x, y, z, temperature (non-increasing times dropped), the final cursor, ReadErrors."""
     n_blocks, partial_bytes = divmod(os.fstat(file.fileno()).st_size, BLOCK_BYTES)
     buffer = np.empty((max(1, min(CHUNK_BLOCKS, n_blocks)), BLOCK_BYTES), dtype=np.uint8)
@@ -217,7 +218,7 @@ def _read_blocks(file: BinaryIO, buffers: SampleBuffers | None) -> tuple[np.ndar
     cursor = _Cursor.start()
     for chunk in _chunks(file, n_blocks, buffer):
         cursor = _decode_blocks(chunk, *columns, run_starts, run_values, cursor)
-    temperature = Steps(run_starts[: cursor.runs].copy(), run_values[: cursor.runs].copy(), cursor.kept)
+    temperature = RunLengths(run_starts[: cursor.runs].copy(), run_values[: cursor.runs].copy(), cursor.kept)
     if buffers is not None:
         return *(column[: cursor.kept] for column in columns), temperature, cursor, read_errors
     for column in columns:
@@ -252,24 +253,16 @@ def _quality_errors(non_increasing: int, rate: float) -> int:
     return math.ceil(non_increasing / rate) if non_increasing else 0
 
 
-def _quality_info(time_ns: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray, wear_time: bool) -> dict[str, Any]:
-    """The rest of actipy's ``quality_control`` keys, computed with its arithmetic (so equal to the bit)."""
+def _quality_info(time_ns: np.ndarray) -> dict[str, Any]:
+    """The rest of actipy's ``quality_control`` keys but its wear-time ones, with its arithmetic (so equal to the bit)."""
     if len(time_ns) == 0:  # a file whose data blocks hold no sample
-        return {
-            "StartTime": None, "EndTime": None, "NumTicks": 0, "WearTime(days)": 0, "DataSpan(days)": 0, "NumInterrupts": 0
-        }
+        return {"StartTime": None, "EndTime": None, "NumTicks": 0, "DataSpan(days)": 0}
     span_days = int(time_ns[-1] - time_ns[0]) / NS_PER_SECOND / SECONDS_PER_DAY
-    info = {"StartTime": _clock_time(time_ns[0]), "EndTime": _clock_time(time_ns[-1]), "NumTicks": len(time_ns)}
-    if not wear_time:
-        return info | {"DataSpan(days)": span_days}
-    worn_ns, interruptions, hour_samples, _ = wear_summary(time_ns, x, y, z, NS_PER_SECOND)
-    return info | {  # in actipy's order
-        "WearTime(days)": int(worn_ns) / NS_PER_SECOND / SECONDS_PER_DAY,
+    return {
+        "StartTime": _clock_time(time_ns[0]),
+        "EndTime": _clock_time(time_ns[-1]),
+        "NumTicks": len(time_ns),
         "DataSpan(days)": span_days,
-        "NumInterrupts": int(interruptions),
-        # every hour of the day recorded; its other condition, ≥ 1 % of samples present, holds
-        # whenever no sample is NaN, as in a file just read
-        "Covers24hOK": int(bool(np.all(hour_samples > 0))),
     }
 
 
@@ -284,7 +277,6 @@ def warm_up() -> None:
     time_ns = np.zeros(1, dtype=np.int64)
     axis = np.zeros(1, dtype=np.float32)
     _decode_blocks(blocks, time_ns, axis, axis, axis, time_ns, axis, _Cursor.start())
-    wear_summary(time_ns, axis, axis, axis, NS_PER_SECOND)
 
 
 # --- kernels -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ notices at its next metadata write (:meth:`WriterLease.check`) and stops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import socket
 import sys
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
@@ -56,7 +57,7 @@ class Holder:
         import psutil
 
         pid = os.getpid()
-        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        since = datetime.now(UTC).isoformat(timespec="seconds")
         return cls(socket.gethostname(), pid, psutil.Process(pid).create_time(), command, since, uuid.uuid4().hex)
 
     def describe(self) -> str:
@@ -104,8 +105,7 @@ class WriterLease:
             _remove(lease._fs, lease._path)
             if lease._create(lease._path):
                 return lease
-        elif current is not None and current.is_provably_gone():
-            if lease._take_over(current):
+        elif current is not None and current.is_provably_gone() and lease._take_over(current):
                 log.warning("%s: took over the writer lease of %s, which no longer runs", store, current.describe())
                 return lease
         holder = lease._read(lease._path)
@@ -193,14 +193,10 @@ def _create_exclusive(fs: Any, path: str, data: bytes) -> bool:
 
 def _remove(fs: Any, path: str) -> None:
     """Remove ``path``, then its folder where folders exist and it is empty (never another's lease)."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
-    except FileNotFoundError:
-        pass
-    try:
+    with contextlib.suppress(OSError, NotImplementedError):
         fs.rmdir(path.rsplit("/", 1)[0])  # only an empty folder goes: a lease created meanwhile stays
-    except (OSError, NotImplementedError):
-        pass
 
 
 def command_line() -> str:

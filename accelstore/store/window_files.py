@@ -31,7 +31,7 @@ def save_windows(windows: xr.DataArray, path: str | Path) -> None:
 
 def samples_frame(windows: xr.DataArray) -> pd.DataFrame:
     """One row per sample: time, window, valid, x, y, z (g)."""
-    n_windows, _, n_samples = windows.shape
+    n_samples = windows.shape[-1]
     offsets = (np.arange(n_samples) * (1e9 / SAMPLE_RATE)).astype("timedelta64[ns]")
     times = (windows["time"].values[:, None] + offsets[None, :]).ravel()
     values = windows.transpose("window", "sample", "axis").values.reshape(-1, 3)

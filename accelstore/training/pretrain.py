@@ -61,13 +61,9 @@ from tqdm import tqdm
 
 from accelstore.dataset.windows import WindowDataset, worker_context
 from accelstore.models.harnet import BACKBONE_FOR_WINDOW_S, PretextModel, pretext_loss
-from accelstore.pipelines.pretext_validation import (
-    HOLDOUT_ATTR,
-    ValidationSet,
-    read_validation_set,
-)
-from accelstore.pretext_tasks import DEFAULT_TASKS, HEAD_NAMES, checked_tasks
-from accelstore.store import open_store
+from accelstore.pretext_tasks import HEAD_NAMES
+from accelstore.store import ValidationSet, read_holdout, read_validation_set
+from accelstore.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,45 +71,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT, BEST_ENCODER, METRICS, CONFIG = "checkpoint.pt", "best_encoder.pt", "metrics.jsonl", "config.json"
 RESUME_FIXED = ("store", "tasks", "window", "batch_size", "workers", "width", "lr", "sampling", "augment", "seed")
 """Settings a resumed run must share with the checkpoint's (the others may change, e.g. epochs)."""
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass
-class TrainConfig:
-    store: str
-    out: str
-    tasks: tuple[str, ...] = DEFAULT_TASKS
-    window: int = 10  # seconds: 5, 10 or 30 (harnet5, harnet10, harnet30)
-    epochs: int = 100
-    batch_size: int = 512  # per rank
-    workers: int = 4  # DataLoader worker processes per rank
-    width: float = 1.0  # backbone channel multiplier; 1 is the published model
-    lr: float | None = None  # None: 1e-4 × batch_size × world_size / 512
-    warmup_epochs: int = 5
-    patience: int = 5  # epochs without a lower validation loss before stopping
-    checkpoint_every: int = 1000  # steps; 0: at epoch ends only
-    log_every: int = 50  # steps
-    max_steps: int | None = None
-    sampling: str = "std"  # "std": windows drawn ∝ movement, as the paper; or "uniform"
-    augment: bool = True  # random axis order and rotation
-    seed: int = 0
-    device: str | None = None  # "cpu" or "cuda"; None: cuda when available
-    compile: bool = False  # torch.compile the training model
-    deterministic: bool = False  # torch.use_deterministic_algorithms(True)
-    validate: bool = True
-    resume: bool = False
-    debug: bool = False
-    progress: bool = True  # a progress bar on rank 0
-
-    def __post_init__(self) -> None:
-        self.tasks = tuple(self.tasks)
-        self.tasks = checked_tasks(self.tasks)
-        if self.window not in BACKBONE_FOR_WINDOW_S:
-            raise ValueError(f"window must be one of {sorted(BACKBONE_FOR_WINDOW_S)} seconds, got {self.window}")
-        if min(self.epochs, self.batch_size, self.log_every) < 1 or min(self.workers, self.warmup_epochs, self.checkpoint_every) < 0:
-            raise ValueError("need epochs, batch_size, log_every >= 1 and workers, warmup_epochs, checkpoint_every >= 0")
 
 
 @dataclass
@@ -273,7 +230,7 @@ def autocast(device: torch.device) -> AbstractContextManager:
 
 def training_split(store: str) -> str | None:
     """Leave the held-out participants out whenever the store names them."""
-    return "train" if open_store(store).group.attrs.get(HOLDOUT_ATTR) is not None else None
+    return "train" if read_holdout(store) is not None else None
 
 
 def build_dataset(config: TrainConfig, dist: Dist) -> WindowDataset:
