@@ -8,12 +8,18 @@ pyproject.toml). Fixtures live in conftest.py.
 from __future__ import annotations
 
 import os
+import signal as signals
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import MISSING, Field
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner, Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +79,44 @@ def run_cli(*args: str) -> Result:
 def run_cli_process(*args: str, timeout: float) -> subprocess.CompletedProcess:
     """``python -m accelstore ARGS`` in a process of its own; a hang fails the test after ``timeout`` seconds."""
     return subprocess.run([sys.executable, "-m", "accelstore", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail the test, instead of hanging the suite, when what runs in this process takes longer
+    than ``seconds``: SIGALRM fails it from the main thread (``pytest.fail`` raises a
+    ``BaseException``, which neither the code under test, the command line's error handling nor
+    CliRunner catches)."""
+
+    def expire(signum, frame):
+        pytest.fail(f"still running after {seconds} s")
+
+    previous = signals.signal(signals.SIGALRM, expire)
+    signals.alarm(seconds)
+    try:
+        yield
+    finally:
+        signals.alarm(0)
+        signals.signal(signals.SIGALRM, previous)
+
+
+def assert_help_explains(command: click.Command, offered: list[Field]) -> None:
+    """Each config field a command offers is an option in its ``--help``, explained by the field's
+    help text and showing the field's default (or that it is required)."""
+    context = click.Context(command)
+    options = {param.name: param for param in command.params if isinstance(param, click.Option)}
+    help_text = CliRunner().invoke(command, ["--help"]).output
+    for field in offered:
+        option = options[field.name]
+        assert all(name in help_text for name in option.opts + option.secondary_opts)
+        explained = option.get_help_record(context)[1]
+        assert explained.startswith(field.metadata["help"])
+        if field.default is MISSING:
+            assert "[required]" in explained
+        elif option.is_flag and not option.secondary_opts:  # --compile, --no-validation: given, it sets the other value
+            assert option.get_default(context) is field.default and option.flag_value is (not field.default)
+        elif isinstance(field.default, bool):  # --augment/--no-augment names its default
+            assert f"default: {'' if field.default else 'no-'}{field.name}" in explained
+        elif field.default is not None:
+            shown = ",".join(field.default) if isinstance(field.default, tuple) else str(field.default)
+            assert f"default: {shown}" in explained

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import copy
 import errno
-import signal
 import socket
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -24,7 +21,7 @@ from accelstore.pipelines.ingest import ingest
 from accelstore.pipelines.runner import SCHEDULER_CONNECT_TIMEOUT, TaskError, dask_client, run_tasks, scheduler_address
 from accelstore.readers import ReaderError
 from accelstore.synth import synthesize
-from helpers import run_cli, run_cli_process, write_csv
+from helpers import run_cli, run_cli_process, time_limit, write_csv
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -36,22 +33,6 @@ def logged_tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.exc_info]
 
 
-@contextmanager
-def hang_fails_after(seconds: int) -> Iterator[None]:
-    """Fail the test, instead of hanging the suite, when a run in this process hangs: SIGALRM fails
-    it from the main thread after ``seconds`` (``pytest.fail`` raises a ``BaseException``, which
-    neither the command line's error handling nor CliRunner catches)."""
-
-    def expire(signum, frame):
-        pytest.fail(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
@@ -67,7 +48,7 @@ def raw(tmp_path) -> Path:
 
 def test_a_missing_scheduler_file_fails_at_once_with_exit_2(raw, tmp_path, caplog):
     missing = tmp_path / "scheduler.json"  # distributed alone would wait for it to appear, forever
-    with hang_fails_after(60):
+    with time_limit(60):
         run = run_cli("-q", "ingest", str(raw), "-o", str(tmp_path / "s.zarr"), "--scheduler", str(missing))
     assert run.exit_code == 2, run.output
     assert error_lines(run.stderr) == [f"error: --scheduler {missing}: no such scheduler file"]
@@ -78,7 +59,7 @@ def test_an_unreachable_scheduler_fails_after_the_connect_timeout_with_exit_2(ra
     with socket.socket() as reserved:  # bound, never listening: connections to it are refused
         reserved.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{reserved.getsockname()[1]}"
-        with hang_fails_after(60):
+        with time_limit(60):
             run = run_cli("-q", "ingest", str(raw), "-o", str(tmp_path / "s.zarr"), "--scheduler", address)
     assert run.exit_code == 2, run.output
     assert error_lines(run.stderr) == [f"error: --scheduler: could not connect to {address} within {SCHEDULER_CONNECT_TIMEOUT} s"]

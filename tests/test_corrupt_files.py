@@ -12,10 +12,8 @@ from __future__ import annotations
 import functools
 import gzip
 import shutil
-import signal
 import struct
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,7 @@ from accelstore import open_store
 from accelstore.pipelines.ingest import ingest
 from accelstore.processing import read_recording
 from accelstore.readers import ProcessingOptions, ReaderError
-from helpers import DEVICES, GOOD_DEVICE_FILES, TRUNCATED_FILE, UNSUPPORTED_FILE, write_csv
+from helpers import DEVICES, GOOD_DEVICE_FILES, TRUNCATED_FILE, UNSUPPORTED_FILE, time_limit, write_csv
 
 CWA_FILES = [name for name in GOOD_DEVICE_FILES if name.endswith(".cwa")]
 JAVA_FILES = [name for name in GOOD_DEVICE_FILES if not name.endswith(".cwa")] + [TRUNCATED_FILE, UNSUPPORTED_FILE]
@@ -41,22 +39,6 @@ FAST = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-
-
-@contextmanager
-def time_limit(seconds: int):
-    """Fail, rather than hang, when a read takes longer than ``seconds``."""
-
-    def expire(*_):
-        raise TimeoutError(f"read_recording took over {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def reads_or_is_typed(path: Path, options: ProcessingOptions = ProcessingOptions()) -> str:

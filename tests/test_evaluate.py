@@ -35,6 +35,7 @@ from accelstore.kernels.pretext_transforms import apply_pretext
 from accelstore.models.harnet import PretextModel, pretext_loss
 from accelstore.store import create_store
 from accelstore.synth import synthesize_signal
+from helpers import assert_help_explains
 
 RATE = 30
 TIME = np.arange(300) / RATE
@@ -361,21 +362,11 @@ EVALUATE_OPTIONS = {"--models", "--width", "--epochs", "--patience", "--batch-si
 
 
 def test_evaluate_explains_every_setting_it_offers_with_the_config_default():
-    context = click.Context(evaluate_command)
     options = {param.name: param for param in evaluate_command.params if isinstance(param, click.Option)}
     offered = [field for field in fields(EvaluationConfig) if "help" in field.metadata]
     assert set(options) - {"encoder", "output"} == {field.name for field in offered}
     assert {name for field in offered for name in options[field.name].opts + options[field.name].secondary_opts} == EVALUATE_OPTIONS
-    help_text = CliRunner().invoke(evaluate_command, ["--help"]).output
-    for field in offered:
-        option = options[field.name]
-        assert all(name in help_text for name in option.opts + option.secondary_opts)
-        explained = option.get_help_record(context)[1]
-        assert explained.startswith(field.metadata["help"])
-        if field.default is True:  # --augment/--no-augment names its default
-            assert f"default: {field.name}" in explained
-        elif field.default is not None:
-            assert f"default: {field.default}" in explained
+    assert_help_explains(evaluate_command, offered)
 
 
 def test_an_evaluate_command_line_gives_the_config_built_by_hand():

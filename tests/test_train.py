@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -32,6 +32,7 @@ from accelstore.pipelines.pretext_validation import build_validation_set
 from accelstore.readers import ProcessingOptions
 from accelstore.training.config import TrainConfig
 from accelstore.training.pretrain import build_optimizer, rng_states, set_rng_states, train
+from helpers import assert_help_explains
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from pretrain_demo import write_gait
@@ -200,26 +201,11 @@ PRETRAIN_OPTIONS = {
 
 
 def test_pretrain_explains_every_setting_it_offers_with_the_config_default() -> None:
-    context = click.Context(pretrain_command)
     options = {param.name: param for param in pretrain_command.params if isinstance(param, click.Option)}
     offered = [field for field in fields(TrainConfig) if "help" in field.metadata]
     assert set(options) == {field.name for field in offered} == set(TrainConfig.__dataclass_fields__) - {"store", "progress"}
     assert {name for option in options.values() for name in option.opts + option.secondary_opts} == PRETRAIN_OPTIONS
-    help_text = CliRunner().invoke(pretrain_command, ["--help"]).output
-    for field in offered:
-        option = options[field.name]
-        assert all(name in help_text for name in option.opts + option.secondary_opts)
-        explained = option.get_help_record(context)[1]
-        assert explained.startswith(field.metadata["help"])
-        if field.default is MISSING:
-            assert "[required]" in explained
-        elif option.is_flag and not option.secondary_opts:  # --compile, --no-validation: given, it sets the other value
-            assert option.get_default(context) is field.default and option.flag_value is (not field.default)
-        elif isinstance(field.default, bool):  # --augment/--no-augment names its default
-            assert f"default: {'' if field.default else 'no-'}{field.name}" in explained
-        elif field.default is not None:
-            shown = ",".join(field.default) if isinstance(field.default, tuple) else str(field.default)
-            assert f"default: {shown}" in explained
+    assert_help_explains(pretrain_command, offered)
 
 
 def test_a_pretrain_command_line_gives_the_config_built_by_hand() -> None:
