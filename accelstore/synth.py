@@ -629,7 +629,7 @@ def synthesize_signal(
 
 
 def synthesize(
-    out_dir: str | Path, participants: int, days: float, seed: int = 0, gzip: bool = False
+    out_dir: str | Path, participants: int, days: float, seed: int = 0, gzip: bool = False, progress: bool = True
 ) -> list[Path]:
     """Write ``P001.cwa`` ... (``.cwa.gz`` with ``gzip``) into ``out_dir``; return their paths.
 
@@ -642,7 +642,7 @@ def synthesize(
     paths = []
     seeds = _participant_seeds(seed, participants)
     for number, participant_seed in enumerate(
-        tqdm(seeds, desc="synthesize", unit="participant", disable=participants < 2), start=1
+        tqdm(seeds, desc="synthesize", unit="participant", disable=not progress or participants < 2), start=1
     ):
         path = out / f"P{number:03d}{suffix}"
         began = wallclock.perf_counter()

@@ -57,3 +57,11 @@ def test_python_m_accelstore_is_the_command_line_and_its_status_the_processs(tmp
     assert run.stderr.startswith("Usage: python -m accelstore ingest [OPTIONS] INPUTS...")
     assert run.stderr.splitlines()[-1] == f"Error: Invalid value for 'INPUTS...': Path '{missing}' does not exist."
     assert run.stdout == ""
+
+
+def test_quiet_synth_draws_no_progress_bar_and_the_files_are_the_same(tmp_path):
+    loud, quiet = run_cli("synth", str(tmp_path / "loud"), "-n", "2", "--days", "0.02"), run_cli("-q", "synth", str(tmp_path / "quiet"), "-n", "2", "--days", "0.02")
+    assert loud.exit_code == quiet.exit_code == 0, (loud.stderr, quiet.stderr)
+    assert "synthesize" in loud.stderr and "synthesize" not in quiet.stderr  # tqdm draws on stderr
+    for name in ("P001.cwa", "P002.cwa"):
+        assert (tmp_path / "loud" / name).read_bytes() == (tmp_path / "quiet" / name).read_bytes()

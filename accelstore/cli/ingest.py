@@ -31,7 +31,7 @@ def synth(ctx: click.Context, out: Path, participants: int, days: float, seed: i
     """Write realistic synthetic recordings as Axivity AX3 .cwa files into OUT."""
     from accelstore.synth import synthesize
 
-    paths = synthesize(out, participants=participants, days=days, seed=seed, gzip=gzip)
+    paths = synthesize(out, participants=participants, days=days, seed=seed, gzip=gzip, progress=show_progress(ctx))
     log.info("wrote %d recording(s) to %s", len(paths), out)
 
 
