@@ -27,7 +27,7 @@ test: install
 	$(BIN)/lint-imports --no-cache
 	@# Numba compiles each kernel once into its on-disk cache: here, in one process, rather than in
 	@# every test process and every Dask worker they start, all at once.
-	$(BIN)/python -c "from accelstore.pipelines import ingest, pretext_validation; ingest.warm_up(); pretext_validation.warm_up()"
+	$(BIN)/python -c "from accelstore.pipelines import ingest_task, pretext_validation; ingest_task.warm_up(); pretext_validation.warm_up()"
 	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 clean:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accelstore.pipelines.ingest import participant_id
+from accelstore.pipelines.ingest_task import participant_id
 from accelstore.readers import (
     CorruptFileError,
     EmptyFileError,

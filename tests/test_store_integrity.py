@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from accelstore import open_store
 from accelstore.cli import main
 from accelstore.errors import InputError, LeaseHeldError, StoreDamageError, StoreError
-from accelstore.pipelines.ingest import ingest, participant_id
+from accelstore.pipelines.ingest import ingest
+from accelstore.pipelines.ingest_task import participant_id
 from accelstore.pipelines.verify import verify
 from accelstore.readers import ProcessingOptions
 from accelstore.store.lease import LEASE_NAME, WriterLease
