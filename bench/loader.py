@@ -14,7 +14,11 @@ DataLoader with 0, 1 and 2 worker processes, measured in the same run after the 
 ``--train`` (a CUDA machine): the same loader feeding harnet10 forward and backward in bf16;
 prints windows/s and the share of step time spent waiting for data.
 
-Run: python bench/loader.py [--seconds 4] [--train --workers 16]
+``--object-store``: ``WindowDataset`` over the same store read from local disk and from a copy
+of it in an S3 bucket served by moto on loopback (tests/s3_server.py, a process of its own),
+with 0, 1 and 2 workers; prints the GETs per shard read and the ratio s3 / local last.
+
+Run: python bench/loader.py [--seconds 4] [--train --workers 16 | --object-store]
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ for _threads in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
     os.environ.setdefault(_threads, "1")
 
 import argparse  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -47,11 +54,17 @@ BATCH = 512
 
 
 def build_store(participants: int, days: float) -> Path:
-    """Synthetic .cwa recordings ingested into a store (once; reused while it exists)."""
+    """Synthetic .cwa recordings ingested into a store (once; reused while it exists and this
+    version reads it)."""
+    from accelstore.errors import StoreError
     from accelstore.pipelines.ingest import ingest
     from accelstore.synth import synthesize
 
     store = OUT / f"synth-{participants}x{days:g}d.zarr"
+    try:
+        open_store(str(store))
+    except StoreError:
+        shutil.rmtree(store, ignore_errors=True)
     if not store.exists():
         with tempfile.TemporaryDirectory() as raw:
             synthesize(raw, participants=participants, days=days, seed=0)
@@ -79,9 +92,10 @@ def replicate(source: Path, copies: int) -> Path:
             with ThreadPoolExecutor() as pool:  # compression releases the GIL
                 list(pool.map(lambda writer, day=day, acc=acc: writer.write_day(day, acc), writers))
         per_window = {spec.name: group[spec.name][row] for spec in WINDOW_ARRAYS}
-        for writer, new in zip(writers, rows):
+        for writer in writers:
             writer.write_windows(**per_window)
-            meta.write_day_summary(int(new), group["day_valid_windows"][row], group["day_std_sum"][row])
+        per_day = {name: np.repeat(group[name][row : row + 1], len(rows), axis=0) for name in ("day_valid_windows", "day_std_sum")}
+        meta.write_day_summaries(rows, per_day["day_valid_windows"], per_day["day_std_sum"])
         columns = ("first_window", "n_windows", "valid_windows")
         meta.set_rows(rows, **{name: table.at[pid, name] for name in columns}, status=Status.COMPLETE)
     return target
@@ -127,7 +141,7 @@ class SubjectNpyDataset(Dataset):
         return {"x": torch.from_numpy(x), **{task: torch.from_numpy(v) for task, v in labels.items()}}
 
 
-def accelstore_loader(store: Path, workers: int) -> tuple[WindowDataset, DataLoader]:
+def accelstore_loader(store: Path | str, workers: int) -> tuple[WindowDataset, DataLoader]:
     dataset = WindowDataset(store, BATCH, tasks=TASKS, augment=True, seed=0)
     return dataset, _loader(dataset, workers, sampler=None)
 
@@ -186,6 +200,44 @@ def compare(store: Path, seconds: float) -> None:
     print(f"ratio accelstore / baseline (target >= 5x): {ratios}")
 
 
+def object_store(store: Path, seconds: float) -> None:
+    """WindowDataset from local disk against the same store in a loopback S3 bucket."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from s3_server import environment, start
+
+    with tempfile.TemporaryDirectory() as folder:
+        server = start(Path(folder) / "requests.jsonl")
+        try:
+            os.environ.update(environment(server.endpoint))  # before any DataLoader worker (or its forkserver) starts
+            import s3fs
+
+            fs = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True)
+            fs.mkdir("bench")
+            fs.put(str(store), "bench/store.zarr", recursive=True)
+            url = "s3://bench/store.zarr"
+            print(f"store {store.name}: local disk, and a copy in moto's S3 on loopback ({server.endpoint})")
+            print(f"batches of {BATCH} windows (3, 300), augment + {', '.join(TASKS)} (p = 0.5)")
+            epoch = WindowDataset(url, BATCH, seed=0)
+            mark = server.mark
+            windows = sum(len(batch["x"]) for batch in epoch)
+            requests = Counter(r.method for r in server.requests_since(mark))
+            acc = sum(1 for r in server.requests_since(mark) if r.method == "GET" and r.key.startswith("store.zarr/acc/c/"))
+            shards = int(np.count_nonzero(open_store(url).day_summary("day_valid_windows")))
+            print(f"one epoch, {windows:,} windows from {shards} shards: {acc} GETs of 'acc' shards, {requests['GET'] - acc} other GETs, {requests['HEAD']} HEADs")
+            print(f"{'workers':>8}{'local':>12}{'s3':>12}")
+            rates: dict[tuple[str, int], float] = {}
+            for workers in (0, 1, 2):
+                for where, path in (("local", store), ("s3", url)):
+                    dataset, loader = accelstore_loader(path, workers)
+                    rates[where, workers] = windows_per_second(endless(loader, dataset), seconds)
+                    del loader
+                print(f"{workers:>8}{rates['local', workers]:>12,.0f}{rates['s3', workers]:>12,.0f}")
+        finally:
+            server.stop()
+    ratios = ", ".join(f"{w} workers {rates['s3', w] / rates['local', w]:.2f}x" for w in (0, 1, 2))
+    print(f"ratio s3 / local, windows/s: {ratios}")
+
+
 def train(store: Path, workers: int, seconds: float, batch: int) -> None:
     """harnet10 forward + backward in bf16 fed by the loader; the share of time spent waiting."""
     from accelstore.models.harnet import PretextModel, pretext_loss
@@ -240,12 +292,15 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="feed harnet10 on CUDA instead of comparing loaders")
     parser.add_argument("--workers", type=int, default=16, help="--train: DataLoader workers")
     parser.add_argument("--batch", type=int, default=BATCH, help="--train: batch size")
+    parser.add_argument("--object-store", action="store_true", help="local disk against the store's copy in a loopback S3 bucket")
     args = parser.parse_args()
     store = args.store or build_store(args.participants, args.days)
     if args.copies > 1:
         store = replicate(store, args.copies)
     if args.train:
         train(store, args.workers, args.seconds, args.batch)
+    elif args.object_store:
+        object_store(store, args.seconds)
     else:
         compare(store, args.seconds)
 

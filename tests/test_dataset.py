@@ -47,7 +47,7 @@ def write_store(path: Path, valid: np.ndarray, std: np.ndarray | None = None, re
             writer.write_day(day, acc)
         writer.write_windows(valid=valid[i], std=np.where(valid[i], std[i], np.nan).astype(np.float32))
         per_day = valid[i].reshape(days, DAY)
-        meta.write_day_summary(int(row), per_day.sum(1), np.where(per_day, std[i].reshape(days, DAY), 0).sum(1))
+        meta.write_day_summaries(np.array([row]), per_day.sum(1)[None], np.where(per_day, std[i].reshape(days, DAY), 0).sum(1)[None])
         meta.set_rows(np.array([row]), first_window=0, n_windows=n_windows, valid_windows=int(valid[i].sum()), status=Status.COMPLETE)
     return path
 

@@ -2,8 +2,8 @@
 and no participant is ever visible half-written.
 
 The kill comes at a known point, not when a poll happens to see something: the driver (the command
-line in a process of its own, with :data:`STOP_AT_FIRST_COMPLETE` installed) writes a byte to a pipe
-once its first participant is complete, then waits, its workers busy with the others; the test,
+line in a process of its own, with :data:`STOP_AT_FIRST_COMPLETE` installed) writes to a pipe how
+many participants its first group made complete, once it has, then waits, its workers busy with the others; the test,
 blocked reading that pipe, kills it then. (tests/test_store_crash.py kills a run without workers
 at each of its store writes in turn.)
 """
@@ -33,6 +33,7 @@ STOP_AT_FIRST_COMPLETE = """
 import os, signal, sys
 
 from accelstore.cli import main
+from accelstore.pipelines import ingest
 from accelstore.store import MetadataWriter, Status
 
 ready, set_rows = int(sys.argv[1]), MetadataWriter.set_rows
@@ -40,16 +41,17 @@ ready, set_rows = int(sys.argv[1]), MetadataWriter.set_rows
 
 def set_rows_then_stop(self, rows, **columns):
     set_rows(self, rows, **columns)
-    if columns.get("status") == Status.COMPLETE:  # a participant has just become visible
-        os.write(ready, b"1")
+    if columns.get("status") == Status.COMPLETE:  # a group of participants has just become visible
+        os.write(ready, bytes([len(rows)]))
         signal.pause()  # until the test's SIGKILL
 
 
+ingest.FLUSH_SECONDS = 0  # a group of what has completed at each look, not of a second's results
 MetadataWriter.set_rows = set_rows_then_stop
 main(sys.argv[2:], prog_name="accelstore")
 """
-"""``python -c`` program: ``accelstore ARGS`` that stops once its first participant is complete
-(argv: the pipe's write end, then ARGS)."""
+"""``python -c`` program: ``accelstore ARGS`` that stops once its first group of participants is
+complete (argv: the pipe's write end, then ARGS)."""
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,9 @@ def _ingest_arguments(raw, store) -> list[str]:
     return ["-q", "ingest", str(raw), "-o", str(store), "--workers", "2"]
 
 
-def _driver_stopped_after_its_first_complete(raw, store) -> tuple[subprocess.Popen, list[psutil.Process]]:
-    """An ingest driver, stopped just after its first participant became complete, and its workers."""
+def _driver_stopped_after_its_first_complete(raw, store) -> tuple[subprocess.Popen, list[psutil.Process], int]:
+    """An ingest driver, stopped just after its first group of participants became complete, its
+    workers, and how many participants that group made complete."""
     ready_read, ready_write = os.pipe()
     driver = subprocess.Popen(
         [sys.executable, "-c", STOP_AT_FIRST_COMPLETE, str(ready_write), *_ingest_arguments(raw, store)],
@@ -83,13 +86,13 @@ def _driver_stopped_after_its_first_complete(raw, store) -> tuple[subprocess.Pop
         said = os.read(ready_read, 1) if readable else b""
     finally:
         os.close(ready_read)
-    if said != b"1":
+    if not said:
         hung = driver.poll() is None
         driver.kill()
         driver.wait()
         how = "hung" if hung else f"ended (exit status {driver.returncode})"
         pytest.fail(f"the driver {how} before any participant was complete")
-    return driver, psutil.Process(driver.pid).children(recursive=True)
+    return driver, psutil.Process(driver.pid).children(recursive=True), said[0]
 
 
 def _assert_complete_rows_match(store, reference) -> int:
@@ -108,7 +111,7 @@ def _assert_complete_rows_match(store, reference) -> int:
 @pytest.mark.slow
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(raw, reference, tmp_path):
     store = tmp_path / "interrupted.zarr"
-    driver, children = _driver_stopped_after_its_first_complete(raw, store)
+    driver, children, first_group = _driver_stopped_after_its_first_complete(raw, store)
     assert children, "the driver started no workers"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
@@ -117,7 +120,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(raw, reference, tmp_path
     assert all(not child.is_running() for child in children), "workers outlived the killed driver"
 
     visible_after_kill = _assert_complete_rows_match(store, reference)
-    assert visible_after_kill == 1  # the one the driver stopped after; the others, however far their workers got, are not
+    assert visible_after_kill == first_group < N_PARTICIPANTS  # those the driver stopped after; the others, however far their workers got, are not
 
     rerun = run_cli(*_ingest_arguments(raw, store))
     assert rerun.exit_code == 0, rerun.output

@@ -23,6 +23,7 @@ import pytest
 import zarr
 from zarr.storage import LocalStore
 
+import accelstore.pipelines.ingest as ingest_module
 import accelstore.store.lease as lease_module
 from accelstore import open_store
 from accelstore.errors import StoreError
@@ -145,7 +146,11 @@ def _case(args: tuple[Path, Path, Path, int]) -> int:
 
 
 @pytest.mark.slow
-def test_a_kill_at_every_write_then_a_rerun_equals_the_uninterrupted_run(raw, tmp_path):
+@pytest.mark.parametrize("flush_seconds", [ingest_module.FLUSH_SECONDS, 0.0], ids=["one group", "a group per participant"])
+def test_a_kill_at_every_write_then_a_rerun_equals_the_uninterrupted_run(raw, tmp_path, monkeypatch, flush_seconds):
+    """The driver writes completed participants in groups: a kill inside a group, or between two,
+    loses only what is not yet complete, and the rerun redoes it (forked runs inherit the setting)."""
+    monkeypatch.setattr(ingest_module, "FLUSH_SECONDS", flush_seconds)
     want = tmp_path / "uninterrupted.zarr"
     with _writes_counted() as count:
         report = _ingest(raw, want)

@@ -23,6 +23,7 @@ from accelstore.pipelines.ingest import ingest
 from accelstore.pipelines.ingest_task import participant_id
 from accelstore.pipelines.verify import verify
 from accelstore.readers import ProcessingOptions
+from accelstore.store.layout import FORMAT_VERSION
 from accelstore.store.lease import LEASE_NAME, WriterLease
 from helpers import write_csv
 
@@ -316,7 +317,7 @@ def test_query_times_are_checked(store):
 
 def test_a_store_whose_creation_did_not_finish_is_finished_by_the_next_ingest(raw, tmp_path):
     path = tmp_path / "half.zarr"
-    zarr.open_group(str(path), mode="w", attributes={"accelstore": {"format": 2}})
+    zarr.open_group(str(path), mode="w", attributes={"accelstore": {"format": FORMAT_VERSION}})
     with pytest.raises(StoreError, match="creation did not finish"):
         open_store(str(path))
     assert sorted(_ingest(raw, path).written) == ["A", "B"]

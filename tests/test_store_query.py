@@ -181,4 +181,4 @@ def test_cli_info_reports_the_counts(store):
     summary = json.loads(run.stdout)
     assert summary["participants"] == 2
     assert summary["valid_hours"] == pytest.approx((7 * 6 - 9 + 17) * 10 / 3600)
-    assert summary["bytes_on_disk"] > 0 and summary["failures"] == 0
+    assert summary["bytes_stored"] > 0 and summary["failures"] == 0

@@ -11,10 +11,9 @@ import click
 from accelstore.cli.errors import EXIT_OK, EXIT_PARTIAL, AccelstoreCommand
 from accelstore.cli.options import (
     break_lease_option,
+    dask_options,
     participants_option,
-    scheduler_option,
     show_progress,
-    workers_option,
 )
 
 log = logging.getLogger(__name__)
@@ -48,11 +47,22 @@ def _id_pattern(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def _inputs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """``INPUTS``: local paths, checked to exist, or fsspec URLs (``s3://bucket/raw/``), passed on as given."""
+    for given in value:
+        if not _is_url(given) and not Path(given).exists():
+            raise click.BadParameter(f"Path {given!r} does not exist.")
+    return value
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
 @click.command("ingest", cls=AccelstoreCommand)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", "store", type=str, default=None, help="The store (path or fsspec URL). Default: DIR.zarr beside the first input.")
-@workers_option
-@scheduler_option
+@click.argument("inputs", nargs=-1, required=True, callback=_inputs)
+@click.option("-o", "--output", "store", type=str, default=None, help="The store (path or fsspec URL). Default: DIR.zarr beside the first input, when that is a local path; required when it is a URL.")
+@dask_options
 @click.option("--id-pattern", type=str, default=None, callback=_id_pattern, help="Regular expression whose first group is the participant id in a file name. Default: the name without extensions (UK Biobank names give the eid).")
 @click.option("--lowpass-hz", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True, help="Butterworth low-pass cut-off, Hz.")
 @click.option("--no-lowpass", is_flag=True, help="Skip the low-pass filter.")
@@ -72,7 +82,7 @@ def _id_pattern(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.pass_context
 def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lowpass, no_calibrate, no_nonwear, processing, max_days, reserve, labels, label_map, label_column, retries, csv_time_unit, csv_time_format, max_span_days, break_lease) -> None:
     """Ingest raw device files (.cwa, .cwa.gz, .gt3x, GENEActiv .bin, CSV time,x,y,z) from INPUTS
-    (folders or files) into a store.
+    (folders or files: local paths or fsspec URLs such as s3://bucket/raw/) into a store.
 
     Re-running skips files already ingested (same size and hash) and redoes any participant left
     half-written. Exit status: 0 when every file went in, 1 when some failed (each is listed, and
@@ -82,7 +92,9 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
     from accelstore.readers import ProcessingOptions
 
     if store is None:
-        first = inputs[0].resolve()
+        if _is_url(inputs[0]):
+            raise click.UsageError(f"-o/--output is required when the first input is a URL ({inputs[0]}): the default store lies beside a local first input")
+        first = Path(inputs[0]).resolve()
         store = str(first.with_name(first.name + ".zarr") if first.is_dir() else first.parent.with_name(first.parent.name + ".zarr"))
     options = ProcessingOptions(
         lowpass_hz=None if no_lowpass else lowpass_hz, calibrate=not no_calibrate, detect_nonwear=not no_nonwear, engine=processing,
@@ -97,7 +109,7 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--label-map") from None
     report = run_ingest(
-        [str(p) for p in inputs], store, options=options, workers=workers, scheduler=scheduler,
+        list(inputs), store, options=options, workers=workers, scheduler=scheduler,
         id_pattern=id_pattern, max_days=max_days, reserve=reserve, labels=labels or mapping is not None, label_map=mapping, retries=retries, progress=show_progress(ctx), break_lease=break_lease,
     )
     click.echo(f"{store}: {len(report.written)} written, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
@@ -107,8 +119,7 @@ def ingest(ctx, inputs, store, workers, scheduler, id_pattern, lowpass_hz, no_lo
 @click.command("verify", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @participants_option
-@workers_option
-@scheduler_option
+@dask_options
 @click.option("--no-mark", is_flag=True, help="Only report: do not mark damaged participants (marking takes the writer lease).")
 @break_lease_option
 @click.pass_context

@@ -7,6 +7,7 @@ with the same words.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -14,26 +15,45 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from accelstore.pipelines.clusters import ClusterConfig, job_script
+
 if TYPE_CHECKING:
     from accelstore.store import Store
 
 __all__ = [
-    "break_lease_option", "comma_list", "config_options", "opened_store", "participants_option", "scheduler_option", "show_progress", "workers_option",
+    "break_lease_option", "comma_list", "config_options", "dask_options", "opened_store", "participants_option", "show_progress",
 ]
 
 participants_option = click.option(
     "--participants", "participants", multiple=True,
     help="Only these participant ids (repeat the option). Default: every complete participant.",
 )
-workers_option = click.option(
-    "--workers", type=click.IntRange(min=1), default=None,
-    help="Worker processes of the local cluster (one thread each). Default: one per core.",
-)
-scheduler_option = click.option(
-    "--scheduler", type=str, default=None,
-    help="Use an existing Dask cluster: a scheduler address (tcp://host:8786) or a scheduler file (.json); "
-    "'synchronous' runs every task in this process.",
-)
+
+
+def dask_options(command: Command) -> Command:
+    """The options of a command that runs Dask tasks, one per field of
+    :class:`~accelstore.pipelines.clusters.ClusterConfig`, decorating a command that takes
+    ``workers`` and ``scheduler``.
+
+    The command itself sees only those two: with ``--cluster`` it runs inside a batch-job cluster
+    started for it, with ``scheduler`` that cluster's address, so that every pipeline runs on one
+    unchanged; with ``--dry-run`` it does not run at all. Options that mean nothing together are
+    refused (one line, exit 2) before anything starts.
+    """
+    names = [field.name for field in dataclasses.fields(ClusterConfig)]
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        config = ClusterConfig(**{name: kwargs.pop(name) for name in names})
+        if config.dry_run:
+            click.echo(job_script(config.cluster), nl=False)
+            click.get_current_context().exit(0)
+        with config.scheduler_of_run() as scheduler:
+            return command(*args, workers=config.workers, scheduler=scheduler, **kwargs)
+
+    return config_options(ClusterConfig)(run)
+
+
 break_lease_option = click.option(
     "--break-lease", is_flag=True,
     help="Take the store's writer lease even though another process holds it. Only for a holder that is certainly gone "

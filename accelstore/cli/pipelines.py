@@ -8,10 +8,9 @@ from accelstore.cli.errors import EXIT_OK, EXIT_PARTIAL, AccelstoreCommand
 from accelstore.cli.options import (
     break_lease_option,
     comma_list,
+    dask_options,
     participants_option,
-    scheduler_option,
     show_progress,
-    workers_option,
 )
 from accelstore.pretext_tasks import DEFAULT_TASKS, TASKS
 
@@ -19,8 +18,7 @@ from accelstore.pretext_tasks import DEFAULT_TASKS, TASKS
 @click.command("features", cls=AccelstoreCommand)
 @click.argument("store", type=str)
 @participants_option
-@workers_option
-@scheduler_option
+@dask_options
 @break_lease_option
 @click.pass_context
 def features_command(ctx: click.Context, store: str, participants: tuple[str, ...], workers: int | None, scheduler: str | None, break_lease: bool) -> None:
@@ -47,8 +45,7 @@ def features_command(ctx: click.Context, store: str, participants: tuple[str, ..
 @click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), required=True, help="Fraction of participants held out of training.")
 @click.option("--seed", type=int, required=True, help="Seed of the hold-out, the draw and the transforms.")
 @click.option("--tasks", type=str, default=",".join(DEFAULT_TASKS), show_default=True, callback=comma_list(TASKS), help=f"Comma-separated pretext tasks, of: {', '.join(TASKS)}.")
-@workers_option
-@scheduler_option
+@dask_options
 @break_lease_option
 @click.pass_context
 def pretext_command(ctx: click.Context, store: str, windows: int, holdout_fraction: float, seed: int, tasks: tuple[str, ...], workers: int | None, scheduler: str | None, break_lease: bool) -> None:

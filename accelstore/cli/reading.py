@@ -15,7 +15,8 @@ from accelstore.cli.options import opened_store
 @click.argument("store", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 def info(store: str, as_json: bool) -> None:
-    """Summarise STORE: participants, person-days, valid hours, bytes on disk, failures."""
+    """Summarise STORE: participants, person-days, valid hours, bytes stored (the complete
+    participants' data, as recorded at ingest, and the tables), devices, failures."""
     opened = opened_store(store)
     summary = opened.info()
     if as_json:
@@ -25,9 +26,9 @@ def info(store: str, as_json: bool) -> None:
     click.echo(f"participants   {summary['participants']} (rows reserved: {summary['rows']})")
     click.echo(f"person-days    {summary['person_days']:.2f}")
     click.echo(f"valid hours    {summary['valid_hours']:.2f}")
-    click.echo(f"bytes on disk  {summary['bytes_on_disk']:,}")
+    click.echo(f"bytes stored   {summary['bytes_stored']:,}")
     if summary["person_days"]:
-        click.echo(f"bytes/person-day {summary['bytes_on_disk'] / summary['person_days']:,.0f}")
+        click.echo(f"bytes/person-day {summary['bytes_stored'] / summary['person_days']:,.0f}")
     click.echo(f"devices        {', '.join(f'{k}: {v}' for k, v in summary['devices'].items()) or '-'}")
     click.echo(f"failures       {summary['failures']}")
     for _, row in opened.failures.iterrows():

@@ -486,12 +486,13 @@ class WindowDataset(IterableDataset):
 
     def _load(self, epoch: int, shard: int) -> _Loaded:
         """Choose a shard's windows for this epoch (at least one: the plan holds some) and read
-        them: one read of the day's ``acc``, from the first chosen window to the last."""
+        them: the day's ``acc`` whole, in one read of its shard. (A part of a shard costs a read
+        of the shard's index and one per chunk it touches: on an object store, that many GETs.)"""
         shards = self._shards()
         row, day = int(shards.row[shard]), int(shards.day[shard])
-        units = np.flatnonzero(self._day(shard, "valid", np.all))
-        if self.length.joined == 1 and len(units) != shards.windows[shard] * self.length.pieces:
-            raise StoreDamageError(f"{self.path}: row {row}, day {day}: the day summary disagrees with 'valid' (a lost or damaged chunk)")
+        start, where = day * WINDOWS_PER_DAY, f"{self.path}: row {row}, day {day}"
+        acc = self._opened().window_values(row, "acc", slice(start, start + WINDOWS_PER_DAY), where)
+        units = np.flatnonzero(self._valid(shard, acc, where))
         chosen = self._chosen_count(self._epoch(epoch), shard, len(units))
         if chosen < len(units):
             weights = np.nan_to_num(self._day(shard, "std", np.mean)[units]) if self.sampling == "std" else np.ones(len(units))
@@ -499,17 +500,33 @@ class WindowDataset(IterableDataset):
             with np.errstate(divide="ignore"):
                 keys = np.where(weights > 0, np.log(draws) / weights, -np.inf)
             units = np.sort(units[np.argpartition(-keys, chosen - 1)[:chosen]])
+        log.debug("row %d day %d: chose %d windows", row, day, len(units))
         pieces, joined = self.length.pieces, self.length.joined
-        first, last = units[0] // pieces * joined, units[-1] // pieces * joined + joined
-        start = day * WINDOWS_PER_DAY
-        acc = self._opened().window_values(row, "acc", slice(start + first, start + last), f"{self.path}: row {row}, day {day}")
-        log.debug("row %d day %d: read %d windows, chose %d", row, day, last - first, len(units))
         window = start + units // pieces * joined
         offset = units % pieces * (WINDOW_SAMPLES // pieces)
-        chosen_acc = self.length.gather(acc, units - first // joined * pieces)
+        chosen_acc = self.length.gather(acc, units)
         if (chosen_acc == ACC_FILL).any():
-            raise StoreDamageError(f"{self.path}: row {row}, day {day}: valid windows whose acceleration is absent (a lost 'acc' shard)")
+            raise StoreDamageError(f"{where}: valid windows whose acceleration is absent (a lost 'acc' shard)")
         return _Loaded(row, chosen_acc, window, offset)
+
+    def _valid(self, shard: int, acc: np.ndarray, where: str) -> np.ndarray:
+        """Which windows of this length in a shard are valid, given the day's ``acc``.
+
+        Ingest leaves every sample of an invalid window absent and none of a valid one's, so when
+        exactly as many 10-s windows hold acceleration as the day summary counts valid, those are
+        the valid ones, and ``valid`` is not read (on an object store, two more GETs a shard: its
+        shard's index and the chunk). Otherwise (a lost ``acc`` chunk, or windows holding data
+        without being valid), and for 30-s windows, whose plan counted them from ``valid``, it is.
+        """
+        expected = int(self._shards().windows[shard])
+        if self.length.joined == 1:
+            present = acc[:, 0, 0] != ACC_FILL  # a window is absent in every sample or in none
+            if int(present.sum()) == expected:
+                return self.length.per_unit(present, np.all)
+        units = self._day(shard, "valid", np.all)
+        if self.length.joined == 1 and int(units.sum()) != expected * self.length.pieces:
+            raise StoreDamageError(f"{where}: the day summary disagrees with 'valid' (a lost or damaged chunk)")
+        return units
 
     def _batch(self, epoch: int, codes: np.ndarray, loaded: dict[int, _Loaded]) -> dict[str, torch.Tensor]:
         shard_of, position = codes >> SHIFT, codes & MASK

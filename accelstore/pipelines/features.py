@@ -55,6 +55,7 @@ class FeatureResult:
     rewritten: bool  # the stored per-window rows differed and were replaced
     day_valid_windows: np.ndarray
     day_std_sum: np.ndarray
+    stored_bytes: int  # of the row's shards, after any rewrite
 
 
 def recompute_participant(task: FeatureTask) -> FeatureResult:
@@ -71,7 +72,7 @@ def recompute_participant(task: FeatureTask) -> FeatureResult:
     rewritten = not all(np.array_equal(rows[name], stored[name], equal_nan=rows[name].dtype.kind == "f") for name in rows)
     if rewritten:
         writer.write_windows(**rows)
-    return FeatureResult(rewritten, *summarise_days(rows["valid"], rows["std"]))
+    return FeatureResult(rewritten, *summarise_days(rows["valid"], rows["std"]), writer.stored_bytes())
 
 
 # ---------------------------------------------------------------- the driver
@@ -129,9 +130,12 @@ def recompute(
                     and np.array_equal(day_std[task.row], result.day_std_sum)
                     and stored_valid_windows[task.participant] == int(result.day_valid_windows.sum())
                 )
+                row = np.array([task.row])
                 if summary_changed:
-                    writer.write_day_summary(task.row, result.day_valid_windows, result.day_std_sum)
-                    writer.set_rows(np.array([task.row]), valid_windows=int(result.day_valid_windows.sum()))
+                    writer.write_day_summaries(row, result.day_valid_windows[None], result.day_std_sum[None])
+                    writer.set_rows(row, valid_windows=int(result.day_valid_windows.sum()))
+                if result.rewritten:
+                    writer.set_rows(row, stored_bytes=result.stored_bytes)
                 if result.rewritten or summary_changed:
                     report.changed.append(task.participant)
     log.info(

@@ -22,8 +22,9 @@ from accelstore.kernels import resample
 from accelstore.kernels import window_labels as label_kernels
 from accelstore.kernels.resample import resample_windows, window_stats
 from accelstore.kernels.window_labels import window_labels
-from accelstore.readers import ProcessingOptions, ReaderError, cwa, file_digest
+from accelstore.readers import ProcessingOptions, ReaderError, Recording, cwa
 from accelstore.readers.annotations import annotation_codes
+from accelstore.readers.sources import Source, SourceChangedError, source_file
 from accelstore.store import ParticipantWriter, day_span, recorded_days, summarise_days
 
 UK_BIOBANK_NAME = re.compile(r"^(\d{7})_\d+_\d+_\d+$")
@@ -59,7 +60,7 @@ class LabelSpec:
 
 @dataclass(frozen=True)
 class FileTask:
-    path: Path
+    path: Source  # a local path, or a URL (str)
     participant: str
     row: int
     store: str
@@ -85,24 +86,10 @@ class FileResult:
 
 def ingest_file(task: FileTask) -> FileResult:
     """Read, process and write one file's participant. Bad input is a 'failed' result, not an exception."""
-    try:
-        before = task.path.stat()
-        size = before.st_size
-        digest = file_digest(task.path)
-    except OSError as error:
-        return _unreadable(task, error)
-    if task.expected == (size, digest):
-        return FileResult(task, "unchanged", size=size, digest=digest)
-    try:
-        recording = processing.read_recording(task.path, task.options, _thread_buffers())
-        after = task.path.stat()
-    except ReaderError as error:
-        return FileResult(task, "failed", size=size, digest=digest, error=error.kind, message=str(error))
-    except OSError as error:
-        return _unreadable(task, error, size, digest)
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        message = f"{task.path}: changed while it was being read; run ingest again"
-        return FileResult(task, "failed", size=size, digest=digest, error="changed while reading", message=message)
+    read = _read(task)
+    if isinstance(read, FileResult):
+        return read
+    recording, size, digest = read
     if task.labels is not None and recording.annotation is None:
         message = f"{task.path}: no annotations: labelled ingest needs a CSV with an 'annotation' column"
         return FileResult(task, "failed", size=size, digest=digest, error="unlabelled", message=message)
@@ -160,8 +147,41 @@ def ingest_file(task: FileTask) -> FileResult:
         "out_of_range_samples": int(info.get("OutOfRangeSamples", 0)),
         "wear_days": float(info.get("WearTime(days)", np.nan)),
         "valid_windows": int(day_valid.sum()),
+        "stored_bytes": writer.stored_bytes(),
     }
     return FileResult(task, "written", size, digest, n_windows, row_fields, day_valid, day_std)
+
+
+def _read(task: FileTask) -> FileResult | tuple[Recording, int, str]:
+    """The task's file read and processed, with its size and digest; or the result that ends the
+    task there: unchanged, unreadable, changed while it was read, or the reader's failure.
+
+    A URL is read from a local copy (:func:`~accelstore.readers.sources.source_file`), deleted
+    once read; reader errors name the URL, not the copy.
+    """
+    try:
+        with source_file(task.path) as source:
+            size, digest = source.size, source.digest
+            if task.expected == (size, digest):
+                return FileResult(task, "unchanged", size=size, digest=digest)
+            try:
+                recording = processing.read_recording(source.path, task.options, _thread_buffers())
+                changed = source.changed()
+            except ReaderError as error:
+                error = source.named(error)
+                return FileResult(task, "failed", size=size, digest=digest, error=error.kind, message=str(error))
+            except OSError as error:
+                return _unreadable(task, error, size, digest)
+    except SourceChangedError:
+        return _changed(task)
+    except OSError as error:
+        return _unreadable(task, error)
+    return _changed(task, size, digest) if changed else (recording, size, digest)
+
+
+def _changed(task: FileTask, size: int = 0, digest: str = "") -> FileResult:
+    message = f"{task.path}: changed while it was being read; run ingest again"
+    return FileResult(task, "failed", size=size, digest=digest, error="changed while reading", message=message)
 
 
 def _unreadable(task: FileTask, error: OSError, size: int = 0, digest: str = "") -> FileResult:

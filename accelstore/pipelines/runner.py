@@ -13,9 +13,12 @@ failure comes back as the task's :class:`TaskError`, which its driver reports.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import math
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +39,9 @@ SYNCHRONOUS = "synchronous"
 
 SCHEDULER_CONNECT_TIMEOUT = 10
 """Seconds to wait for an existing cluster's scheduler (``--scheduler``) to answer."""
+
+MIN_IN_FLIGHT = 64
+"""The fewest tasks :func:`run_task_batches` keeps on a cluster, whatever its size now."""
 
 TaskT = TypeVar("TaskT")
 ResultT = TypeVar("ResultT")
@@ -100,9 +106,14 @@ class _RetryOnlyTransient(Generic[TaskT, ResultT]):
 def task_client(workers: int | None, scheduler: str | None, warm: Callable[[], None] | None = None) -> Iterator[Client | None]:
     """A client of :func:`dask_client`, or None for ``SYNCHRONOUS``.
 
-    ``warm`` runs here first and then once on every worker, so that workers load Numba's cache
-    instead of racing to write it. (Here once the client is up: a ``--scheduler`` that cannot be
-    used fails before the seconds of warming, and a LocalCluster's workers start meanwhile.)
+    ``warm`` runs here first and then on every worker before its first task, the workers that
+    join later included (:mod:`worker_warm`), so that workers load Numba's cache instead of racing
+    to write it. (Here once the client is up: a ``--scheduler`` that cannot be used fails before
+    the seconds of warming, and a LocalCluster's workers start meanwhile.)
+
+    An existing cluster (``scheduler``) may have no worker yet, its jobs still queued: this waits
+    for one for up to :func:`~accelstore.pipelines.clusters.worker_wait` seconds, and then raises
+    :class:`~accelstore.errors.InputError`, rather than leave the tasks waiting for ever.
     """
     if scheduler == SYNCHRONOUS:
         if warm is not None:
@@ -110,10 +121,20 @@ def task_client(workers: int | None, scheduler: str | None, warm: Callable[[], N
         yield None
         return
     with dask_client(workers, scheduler) as client:
+        plugin = None
         if warm is not None:
+            from accelstore.pipelines.worker_warm import WarmUp
+
             warm()
-            client.run(warm)
+            plugin = f"accelstore-warm-{uuid.uuid4().hex}"  # a run's own: runs sharing a cluster do not replace each other's
+            client.register_plugin(WarmUp(warm), name=plugin)
+        if scheduler:
+            from accelstore.pipelines.clusters import wait_for_a_worker
+
+            wait_for_a_worker(client, f"--scheduler {scheduler}")
         yield client
+        if plugin is not None and scheduler:  # a cluster that outlives the run keeps no plugin of ours
+            client.unregister_worker_plugin(plugin)
 
 
 def run_tasks(
@@ -126,9 +147,27 @@ def run_tasks(
     task's :class:`TaskError` at once, and any other exception does once it survives ``retries``
     retries, so one bad task never stops the others.
     """
+    for batch in run_task_batches(client, function, tasks, retries):
+        yield from batch
+
+
+def run_task_batches(
+    client: Client | None,
+    function: Callable[[TaskT], ResultT],
+    tasks: Iterable[TaskT],
+    retries: int = 2,
+    max_wait: float | None = None,
+) -> Iterator[list[tuple[TaskT, ResultT | TaskError]]]:
+    """:func:`run_tasks`, yielding every result that has completed as one list.
+
+    ``max_wait``: seconds after which an empty list is yielded when nothing has completed, so that
+    a caller applying results in groups can flush on time. With a client, the tasks are
+    submitted in the order given as the earlier ones complete, keeping between half of
+    :func:`in_flight_limit` and all of it on the cluster (bench/driver.py measures why).
+    """
     if client is None:
         for task in tasks:
-            yield task, _call_with_retries(function, task, retries)
+            yield [(task, _call_with_retries(function, task, retries))]
         return
     from dask.distributed import as_completed
     from dask.utils import funcname
@@ -137,19 +176,76 @@ def run_tasks(
     prefix = funcname(function)  # keys named after the function, as Dask names them itself
     submitted: dict[str, TaskT] = {}
     completed = as_completed()
-    for task in tasks:
-        future = client.submit(wrapped, task, retries=retries, pure=False, key=f"{prefix}-{uuid.uuid4().hex}")
-        submitted[future.key] = task
-        completed.add(future)
-    for future in completed:
-        task = submitted.pop(future.key)
-        try:
-            result = future.result()
-        except Exception as error:
-            result = TaskError(describe(error))
-        if isinstance(result, _Failed):
-            result = TaskError(result.message)
-        yield task, result
+    waiting = iter(tasks)
+    limit = _InFlightLimit(client)
+
+    def submit_more() -> None:
+        """Top up to the limit once half of it has completed: one message to the scheduler per top-up."""
+        room = limit.now() - len(submitted)
+        if room < len(submitted):
+            return
+        more = list(itertools.islice(waiting, room))
+        if more:
+            keys = [f"{prefix}-{uuid.uuid4().hex}" for _ in more]
+            futures = client.map(wrapped, more, key=keys, retries=retries, pure=False)
+            submitted.update(zip(keys, more))
+            completed.update(futures)
+
+    submit_more()
+    while submitted:
+        batch = [_outcome(submitted.pop(future.key), future) for future in _next_completed(completed, max_wait)]
+        submit_more()
+        if batch or max_wait is not None:
+            yield batch
+
+
+class _InFlightLimit:
+    """:func:`in_flight_limit`, asked of the scheduler at most once a second (each ask is a round trip)."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.value, self.asked = 0, -math.inf
+
+    def now(self) -> int:
+        if time.monotonic() - self.asked >= 1.0:
+            self.value, self.asked = in_flight_limit(self.client), time.monotonic()
+        return self.value
+
+
+def in_flight_limit(client: Client) -> int:
+    """How many tasks to keep on the cluster: two per worker thread, at least :data:`MIN_IN_FLIGHT`.
+
+    Counted again at every submission, so that a cluster that grows (jobs starting on an HPC
+    queue, adaptive scaling) gets more. Enough to keep every thread busy while the driver takes
+    results, few enough that the scheduler's and this process's memory do not grow with the
+    cohort (100k tasks at once: bench/driver.py).
+    """
+    threads = sum(client.nthreads().values())
+    return max(MIN_IN_FLIGHT, 2 * threads)
+
+
+def _next_completed(completed, max_wait: float | None) -> list:
+    """The futures that have completed, waiting for at least one for up to ``max_wait`` seconds."""
+    if max_wait is None or completed.has_ready():
+        return completed.next_batch(block=True)
+    deadline = time.monotonic() + max_wait
+    while not completed.has_ready():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return []
+        with completed.thread_condition:  # notified by as_completed at each completion
+            completed.thread_condition.wait(timeout=min(left, 0.1))
+    return completed.next_batch(block=False)
+
+
+def _outcome(task: TaskT, future) -> tuple[TaskT, ResultT | TaskError]:
+    try:
+        result = future.result()
+    except Exception as error:
+        result = TaskError(describe(error))
+    if isinstance(result, _Failed):
+        result = TaskError(result.message)
+    return task, result
 
 
 def _call_with_retries(function: Callable[[TaskT], ResultT], task: TaskT, retries: int) -> ResultT | TaskError:

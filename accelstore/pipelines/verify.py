@@ -166,9 +166,8 @@ def _mark_damaged(store_path: str, rows: dict[str, tuple[int, str]], report: Ver
     ``rows``: each checked participant's row and source.
     """
     with store_writer(store_path, "verify", break_lease=break_lease) as writer:
-        failures = writer.failures()
         for pid, problems in report.damaged.items():
-            failures[rows[pid][1]] = {"id": pid, "error": "damaged", "message": f"{store_path}: {problems[0]} (found by verify; ingest redoes it)"}
+            writer.failures.record(rows[pid][1], {"id": pid, "error": "damaged", "message": f"{store_path}: {problems[0]} (found by verify; ingest redoes it)"})
         writer.set_rows(np.array([rows[pid][0] for pid in report.damaged], dtype=np.int64), status=Status.DAMAGED)
-        writer.set_failures(failures)
+        writer.flush_failures()
     report.marked = True

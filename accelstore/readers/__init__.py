@@ -15,7 +15,8 @@ nothing here imports it or the kernels. The modules, one concern each:
   :mod:`~accelstore.readers.cwa` reader;
 - :mod:`~accelstore.readers.csv_table`, :mod:`~accelstore.readers.csv_times`: CSV tables and their times;
 - :mod:`~accelstore.readers.span`, :mod:`~accelstore.readers.clock`: the span check, and times in messages;
-- :mod:`~accelstore.readers.discovery`, :mod:`~accelstore.readers.annotations`: which inputs to read, and labels.
+- :mod:`~accelstore.readers.discovery`, :mod:`~accelstore.readers.annotations`: which inputs to read, and labels;
+- :mod:`~accelstore.readers.sources`: a source that is a URL (``s3://…``): listing, and a local copy to read.
 """
 
 from accelstore.readers.dispatch import read_file

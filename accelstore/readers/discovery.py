@@ -9,6 +9,11 @@ in silence or, for a FIFO, blocking the run: entries are only ever ``stat``-ed h
 In a folder, only entries whose name has a supported format are candidates, so a socket or a
 broken link called ``notes.txt`` is ignored like any other unsupported file; an unreadable
 sub-folder is always reported, as it may hold recordings.
+
+An input that is a URL (``s3://bucket/prefix``) is listed through fsspec by
+:func:`accelstore.readers.sources.discover_url` under the same rules: a prefix gives its objects
+of a supported format, an object named directly is taken, and one that cannot be listed or found
+is an :class:`~accelstore.readers.UnreadableInputError` naming the URL.
 """
 
 from __future__ import annotations
@@ -25,26 +30,33 @@ from accelstore.readers import (
     is_supported,
     non_regular_kind,
 )
+from accelstore.readers.sources import Source, discover_url, is_url
 
 __all__ = ["discover"]
 
 log = logging.getLogger(__name__)
 
 
-def discover(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[ReaderError]]:
-    """The files to ingest from ``inputs`` (folders or files), and the inputs that cannot be read.
+def discover(inputs: Sequence[str | os.PathLike]) -> tuple[list[Source], list[ReaderError]]:
+    """The files to ingest from ``inputs`` (folders or files, local or URLs), and the inputs that
+    cannot be read.
 
-    Files: resolved absolute paths, each folder's sorted, in the order of ``inputs``. Errors:
-    one :class:`~accelstore.readers.UnreadableInputError` per unreadable input, its ``path``
-    absolute but not resolved (a broken link has nothing to resolve to).
+    Files: resolved absolute paths, and URL strings for URL inputs, each folder's sorted, in the
+    order of ``inputs``. Errors: one :class:`~accelstore.readers.UnreadableInputError` per
+    unreadable input, its ``path`` absolute but not resolved (a broken link has nothing to
+    resolve to), or the URL.
     """
-    files: list[Path] = []
+    files: list[Source] = []
     errors: list[ReaderError] = []
-    for item in map(Path, inputs):
-        found, failed = _discover_one(item)
+    for item in inputs:
+        if is_url(item):
+            found, failed = discover_url(item)
+        else:
+            local, failed = _discover_one(Path(item))
+            found = [path.resolve() for path in local]
         files += found
         errors += failed
-    return [path.resolve() for path in files], errors
+    return files, errors
 
 
 def _discover_one(item: Path) -> tuple[list[Path], list[ReaderError]]:

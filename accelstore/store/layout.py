@@ -23,7 +23,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from accelstore.grid import ACC_FILL
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 WINDOWS_PER_CHUNK = 360  # one hour
 TABLE_CHUNK = 4096
 DAY_SUMMARY_CHUNK = (1024, 32)
@@ -79,6 +79,7 @@ TABLE_COLUMNS: dict[str, Column] = {
     "out_of_range_samples": Column("int32", 0, "samples beyond ±32.767 g; their windows are invalid"),
     "wear_days": Column("float32", np.nan, "wear time, days"),
     "valid_windows": Column("int32", 0, "windows fully recorded and worn"),
+    "stored_bytes": Column("int64", 0, "bytes of the row's shards in the store (acc and per-window arrays), measured when they were written"),
 }
 
 DAY_ARRAYS: dict[str, Column] = {

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
+from zarr.core.sync import sync
 
 from accelstore.grid import AXES, SAMPLE_RATE, WINDOW_SECONDS, WINDOWS_PER_DAY
 from accelstore.store.checked_reads import check_days, check_present, read_checked, read_day_summary, read_table
-from accelstore.store.layout import LABEL_ARRAY, Status, acc_to_g, committed_shape
+from accelstore.store.failures import read_failures
+from accelstore.store.layout import LABEL_ARRAY, Status, acc_to_g, committed_shape, window_arrays_of
 from accelstore.store.lazy_dataset import participants_dataset
 from accelstore.store.query_times import window_range
 from accelstore.store.root_group import open_arrays, open_group
@@ -93,9 +95,9 @@ class Store:
 
     @property
     def failures(self) -> pd.DataFrame:
-        """Files that could not be ingested, with the reason."""
-        failures = self.group.attrs.get("failures", {})
-        return pd.DataFrame.from_dict(failures, orient="index", columns=["id", "error", "message"]).rename_axis("source")
+        """Files that could not be ingested, and participants ``verify`` found damaged, with the
+        reason: indexed by source, columns ``id``, ``error``, ``message``."""
+        return read_failures(self.group, self.path)
 
     # ---------------------------------------------------------------- reading data
 
@@ -193,14 +195,27 @@ class Store:
             "person_days": recorded / WINDOWS_PER_DAY,
             "valid_hours": valid_windows * WINDOW_SECONDS / 3600,
             "days_capacity": self.shape[1] // WINDOWS_PER_DAY,
-            "bytes_on_disk": self.bytes_on_disk(),
-            "failures": len(self.group.attrs.get("failures", {})),
+            "bytes_stored": int(table["stored_bytes"].sum()) + self.table_bytes(),
+            "failures": len(self.failures),
             "devices": table["device"].value_counts().to_dict() if len(rows) else {},
         }
 
-    def bytes_on_disk(self) -> int:
-        fs, root = fsspec.core.url_to_fs(self.path, **(self.storage_options or {}))
-        return int(fs.du(root, total=True))
+    def table_bytes(self) -> int:
+        """Bytes of everything but the participants' shards: the participant table, day
+        summaries, failure log, validation set, and every array's metadata. With the
+        ``stored_bytes`` of the complete rows, the size of the store without listing its
+        per-participant objects (a million at UK Biobank size); what it leaves out is the shards
+        of rows that are not complete."""
+        per_participant = {"acc", *(spec.name for spec in window_arrays_of(self.arrays))}
+        total = 0
+        for path, node in self.group.members(max_depth=None):  # lists groups, never inside an array
+            if not isinstance(node, zarr.Array):
+                continue
+            if path in per_participant:  # zarr's stores are asynchronous: sync() runs on zarr's own event loop
+                total += sync(node.store.getsize(f"{node.path}/zarr.json"))
+            else:
+                total += node.nbytes_stored()
+        return total
 
 
 def open_store(path_or_url: str, storage_options: dict | None = None) -> Store:

@@ -8,7 +8,8 @@ stores), so what needs care is a change that spans several objects:
   only then commits the new shape in one write (:func:`commit_shape`). Readers use the committed
   shape, so a half-done growth is invisible to them; the next writer completes it
   (:meth:`accelstore.store.writing.MetadataWriter.repair`).
-- **Creation.** A store is usable once its shape is committed; a creation killed before that is
+- **Creation.** A store is usable once its shape is committed (its arrays and its empty failure
+  log, :mod:`accelstore.store.failures`, are made first); a creation killed before that is
   redone by the next ``ingest``.
 """
 
@@ -22,6 +23,7 @@ import zarr
 
 from accelstore.errors import StoreDamageError, StoreError
 from accelstore.grid import ACC_FILL, AXES, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS, WINDOWS_PER_DAY
+from accelstore.store.failures import create_failure_log
 from accelstore.store.layout import (
     DAY_ARRAYS,
     DAY_SUMMARY_CHUNK,
@@ -53,7 +55,6 @@ def create_store(path: str, max_days: int = DEFAULT_MAX_DAYS, participants: int 
             "windows_per_day": WINDOWS_PER_DAY,
             "axes": list(AXES),
         },
-        "failures": {},
     }
     group = zarr.open_group(path, mode="a", zarr_format=3, attributes=attributes)  # attributes: only if new
     if committed_shape(group) is not None:
@@ -99,6 +100,7 @@ def create_store(path: str, max_days: int = DEFAULT_MAX_DAYS, participants: int 
             attributes={"meaning": column.meaning},
             overwrite=True,
         )
+    create_failure_log(group)
     initialise_cells(group, (0, 0), (participants, n_windows))
     commit_shape(group, participants, n_windows)
     return group
@@ -148,6 +150,10 @@ def commit_shape(group: zarr.Group, participants: int, windows: int) -> None:
 def open_group(path: str, mode: str = "r", storage_options: dict | None = None) -> zarr.Group:
     """Open a store's root group, checking that it is a whole accelstore store; StoreError if not."""
     refuse_a_file(path)
+    if path.startswith(("s3://", "s3a://")):
+        # s3fs reads an object of several MB in concurrent ranges, after a HEAD for its size: two
+        # round trips per shard where one GET does (tests/test_object_store.py counts them)
+        storage_options = {"max_concurrency": 1, **(storage_options or {})}
     try:
         group = zarr.open_group(path, mode=mode, storage_options=storage_options, zarr_format=3)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):

@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import zarr
+from zarr.core.sync import sync
 
 from accelstore.errors import StoreError
 from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY
 from accelstore.store.checked_reads import read_checked, read_column, read_table
 from accelstore.store.days import day_span
-from accelstore.store.layout import DAY_ARRAYS, LABEL_ARRAY, TABLE_COLUMNS, committed_shape, window_arrays_of
+from accelstore.store.failures import FailureLog
+from accelstore.store.layout import DAY_ARRAYS, LABEL_ARRAY, TABLE_COLUMNS, Status, committed_shape, window_arrays_of
 from accelstore.store.lease import WriterLease, command_line
 from accelstore.store.root_group import (
     commit_shape,
@@ -53,6 +55,7 @@ class MetadataWriter:
         self.lease = lease
         self.arrays = open_arrays(group, str(group.store))  # opened once: each open is a read
         self.repair()
+        self.failures = FailureLog(group, str(group.store))
 
     @property
     def n_participants(self) -> int:
@@ -97,23 +100,39 @@ class MetadataWriter:
         return rows
 
     def set_rows(self, rows: np.ndarray, **columns: Any) -> None:
-        """Write table columns for ``rows`` (one value for all, or one per row)."""
+        """Write table columns for ``rows`` (distinct row numbers, in any order; one value for all,
+        or one per row): one write per touched chunk of each column, however many rows."""
         self.check_lease()
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
         for name, values in columns.items():
             array = self.arrays[name]
             values = np.broadcast_to(np.asarray(values, dtype=object if array.dtype.kind in "OTU" else array.dtype), rows.shape)
-            order = np.argsort(rows)
-            rows, values = rows[order], values[order]
-            for lo, hi in _runs(rows):
-                array[lo:hi] = values[(rows >= lo) & (rows < hi)]
+            array.oindex[rows] = values
 
-    def write_day_summary(self, row: int, valid_windows: np.ndarray, std_sum: np.ndarray) -> None:
+    def write_day_summaries(self, rows: np.ndarray, valid_windows: np.ndarray, std_sum: np.ndarray) -> None:
+        """The day summaries of ``rows``: ``valid_windows`` and ``std_sum`` are (rows, days)."""
         days = self.n_windows // WINDOWS_PER_DAY
-        if len(valid_windows) != days or len(std_sum) != days:
-            raise ValueError(f"day summary of row {row} has {len(valid_windows)} days, the store {days}")
+        if valid_windows.shape != (len(rows), days) or std_sum.shape != (len(rows), days):
+            raise ValueError(f"day summaries of {len(rows)} rows are {valid_windows.shape} and {std_sum.shape}, the store has {days} days")
         self.check_lease()
-        self.arrays["day_valid_windows"][row, :] = valid_windows
-        self.arrays["day_std_sum"][row, :] = std_sum
+        self.arrays["day_valid_windows"].oindex[rows, :] = valid_windows
+        self.arrays["day_std_sum"].oindex[rows, :] = std_sum
+
+    def complete_rows(self, rows: np.ndarray, columns: dict[str, Any], valid_windows: np.ndarray, std_sum: np.ndarray) -> None:
+        """Make ``rows`` complete participants, whose shards their workers have written: their day
+        summaries and table ``columns`` first, their status last, so that a reader sees each
+        participant whole or not at all, and a kill before the status leaves them to be redone."""
+        rows = np.asarray(rows, dtype=np.int64)
+        self.write_day_summaries(rows, valid_windows, std_sum)
+        self.set_rows(rows, **columns)
+        self.set_rows(rows, status=Status.COMPLETE)
+
+    def flush_failures(self) -> None:
+        """Write the failure log's changes since the last flush (:class:`~accelstore.store.failures.FailureLog`)."""
+        self.check_lease()
+        self.failures.flush()
 
     def ensure_windows(self, n_windows: int) -> None:
         """Grow the window axis (in whole days) so that ``n_windows`` fit."""
@@ -161,12 +180,6 @@ class MetadataWriter:
         self.group.attrs["classes"] = known
         return known
 
-    def failures(self) -> dict[str, dict[str, str]]:
-        return dict(self.group.attrs.get("failures", {}))
-
-    def set_failures(self, failures: dict[str, dict[str, str]]) -> None:
-        self.set_attrs(failures=failures)
-
     def set_attrs(self, **attrs: Any) -> None:
         self.check_lease()
         self.group.attrs.update(attrs)
@@ -200,14 +213,6 @@ def store_writer(
         yield MetadataWriter(group, lease)
 
 
-def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous [lo, hi) runs of sorted, distinct row numbers, so each run is one slice write."""
-    if rows.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(rows, breaks)]
-
-
 # ---------------------------------------------------------------- worker-side (one participant) writes
 
 
@@ -236,6 +241,16 @@ class ParticipantWriter:
     def write_windows(self, **rows: np.ndarray) -> None:
         for name, values in rows.items():
             self.window_arrays[name][self.row, : self.n_windows] = values
+
+    def stored_bytes(self) -> int:
+        """Bytes of this row's shards as stored now, of ``acc`` and every per-window array: what
+        ``accelstore info`` sums, so that it never lists the store's objects (a million at UK
+        Biobank size). One listing per array (a LIST request on an object store)."""
+        store = self.acc.store
+        # zarr's stores are asynchronous and bound to zarr's own event loop; sync() runs on it
+        return sum(
+            sync(store.getsize_prefix(f"{array.path}/c/{self.row}/")) for array in (self.acc, *self.window_arrays.values())
+        )
 
     def read_day(self, day: int) -> np.ndarray:
         """The stored ``acc`` of day ``day`` (int16 milli-g, (8640, 3, 300)); damage is a StoreDamageError."""
