@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from s3_server import ACCESS_KEY, SECRET_KEY, new_bucket, s3_fixture, s3_server_fixture  # noqa: F401 - the fixtures s3, s3_server
+from s3fs import S3FileSystem
 
 from accelstore import open_store
 from accelstore.dataset.windows import WindowDataset
@@ -221,3 +222,16 @@ def test_discovery_of_s3_prefixes_and_objects(s3):
     ]
     assert all(str(e).endswith("no such object or prefix") for e in errors)
 
+
+
+def test_a_store_whose_storage_cannot_be_reached_is_a_one_line_usage_error(tmp_path, monkeypatch):
+    for name, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(name, value)  # port 1: nothing listens, so every request is refused
+    S3FileSystem.clear_instance_cache()  # fsspec reuses a file system made for the moto server: its key ignores the environment
+    write_csv(tmp_path / "A.csv", "2024-01-01 10:00:00", "2024-01-01 10:01:00", rate=25)
+    for args in (["info", "s3://nobucket/x.zarr"], ["ingest", str(tmp_path), "-o", "s3://nobucket/x.zarr", "--scheduler", "synchronous"]):
+        result = run_cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+        assert result.stderr.startswith("error: s3://nobucket/x.zarr: cannot reach the store: "), result.stderr

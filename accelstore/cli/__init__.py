@@ -32,7 +32,7 @@ __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "main"]
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("distributed", "numba", "fsspec", "asyncio"):
+    for noisy in ("distributed", "numba", "fsspec", "asyncio", "botocore", "aiobotocore", "s3fs"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

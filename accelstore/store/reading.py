@@ -23,7 +23,7 @@ from accelstore.store.failures import read_failures
 from accelstore.store.layout import LABEL_ARRAY, Status, acc_to_g, committed_shape, window_arrays_of
 from accelstore.store.lazy_dataset import participants_dataset
 from accelstore.store.query_times import window_range
-from accelstore.store.root_group import open_arrays, open_group
+from accelstore.store.root_group import open_arrays, open_group, reaching
 
 
 class Store:
@@ -39,9 +39,10 @@ class Store:
     def __init__(self, path: str, storage_options: dict | None = None):
         self.path = str(path)
         self.storage_options = storage_options
-        self.group = open_group(self.path, "r", storage_options)
-        self.shape = committed_shape(self.group)
-        self.arrays = open_arrays(self.group, self.path)
+        with reaching(self.path):
+            self.group = open_group(self.path, "r", storage_options)
+            self.shape = committed_shape(self.group)
+            self.arrays = open_arrays(self.group, self.path)
         self._table: pd.DataFrame | None = None
 
     def __repr__(self) -> str:

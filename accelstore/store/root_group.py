@@ -16,7 +16,8 @@ stores), so what needs care is a change that spans several objects:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import zarr
@@ -168,6 +169,26 @@ def open_group(path: str, mode: str = "r", storage_options: dict | None = None) 
     if committed_shape(group) is None:
         raise StoreError(f"{path}: the store's creation did not finish; run ingest again to finish it")
     return group
+
+
+STORAGE_CLIENTS = frozenset({"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "fsspec"})
+"""Packages whose exceptions say a store's storage cannot be reached (no endpoint, no credentials,
+no bucket): they are not all ``OSError``."""
+
+
+@contextmanager
+def reaching(path: str) -> Iterator[None]:
+    """Turn an error of the storage itself (an ``OSError``, or one raised by a storage client of
+    :data:`STORAGE_CLIENTS`) into a StoreError naming ``path``; other errors pass unchanged."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as error:
+        if not (isinstance(error, OSError) or type(error).__module__.partition(".")[0] in STORAGE_CLIENTS):
+            raise
+        why = " ".join(str(error).split()) or type(error).__name__
+        raise StoreError(f"{path}: cannot reach the store: {type(error).__name__}: {why}") from None
 
 
 def refuse_a_file(path: str) -> None:

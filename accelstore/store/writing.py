@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from accelstore.store.root_group import (
     initialise_cells,
     open_arrays,
     open_group,
+    reaching,
     refuse_a_file,
 )
 
@@ -200,17 +201,20 @@ def store_writer(
     creation that was killed. Without it a missing store is a :class:`StoreError`.
     """
     refuse_a_file(path)
-    if create is None:
-        open_group(path, "r", storage_options)  # refuse a non-store before leaving a lease in it
     holder = f"{command}: {command_line()}"
-    with WriterLease.acquire(path, holder, break_lease=break_lease, storage_options=storage_options) as lease:
-        try:
-            group = open_group(path, "r+", storage_options)
-        except StoreError:
-            if create is None or holds_another_format(path, storage_options):
-                raise
-            group = create_store(path, **create)
-        yield MetadataWriter(group, lease)
+    with ExitStack() as held:
+        with reaching(path):  # the storage's own errors while opening; not those of the caller's work
+            if create is None:
+                open_group(path, "r", storage_options)  # refuse a non-store before leaving a lease in it
+            lease = held.enter_context(WriterLease.acquire(path, holder, break_lease=break_lease, storage_options=storage_options))
+            try:
+                group = open_group(path, "r+", storage_options)
+            except StoreError:
+                if create is None or holds_another_format(path, storage_options):
+                    raise
+                group = create_store(path, **create)
+            writer = MetadataWriter(group, lease)
+        yield writer
 
 
 # ---------------------------------------------------------------- worker-side (one participant) writes
