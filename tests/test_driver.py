@@ -124,6 +124,20 @@ def test_a_lost_chunk_of_the_failure_log_is_damage(tmp_path):
         _ = open_store(str(tmp_path / "s.zarr")).failures
 
 
+def test_the_next_writer_starts_a_damaged_failure_log_afresh_and_records_again(tmp_path, caplog):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_csv(raw / "A.csv", "2024-01-01 10:00:00", "2024-01-01 10:02:00", rate=25)
+    (raw / "B.csv").write_text("time,x,y,z\nnot a time,1,2,3\n")
+    store = tmp_path / "s.zarr"
+    ingest([raw], str(store), options=RAW, scheduler="synchronous", max_days=1, progress=False)
+    os.remove(store / FAILURES_GROUP / "message" / "c" / "0")
+    report = ingest([raw], str(store), options=RAW, scheduler="synchronous", max_days=1, progress=False)
+    assert "starting it afresh" in caplog.text
+    assert report.unchanged == ["A"] and list(report.failed) == [str(raw / "B.csv")]
+    assert list(open_store(str(store)).failures.index) == [str(raw / "B.csv")]  # recorded again, readable
+
+
 def _array_folders(store: Path) -> set[Path]:
     return {path.parent for path in store.rglob("zarr.json") if '"node_type": "array"' in path.read_text()}
 

@@ -19,11 +19,11 @@ import pandas as pd
 import zarr
 from zarr.core.sync import sync
 
-from accelstore.errors import StoreError
+from accelstore.errors import StoreDamageError, StoreError
 from accelstore.grid import ACC_FILL, WINDOWS_PER_DAY
 from accelstore.store.checked_reads import read_checked, read_column, read_table
 from accelstore.store.days import day_span
-from accelstore.store.failures import FailureLog
+from accelstore.store.failures import FailureLog, create_failure_log
 from accelstore.store.layout import DAY_ARRAYS, LABEL_ARRAY, TABLE_COLUMNS, Status, committed_shape, window_arrays_of
 from accelstore.store.lease import WriterLease, command_line
 from accelstore.store.root_group import (
@@ -56,7 +56,12 @@ class MetadataWriter:
         self.lease = lease
         self.arrays = open_arrays(group, str(group.store))  # opened once: each open is a read
         self.repair()
-        self.failures = FailureLog(group, str(group.store))
+        try:
+            self.failures = FailureLog(group, str(group.store))
+        except StoreDamageError as error:  # what it held is found again: each run records the failures of the files it reads
+            log.warning("%s: starting it afresh; this run records again the failures of the files it reads", error)
+            create_failure_log(group)
+            self.failures = FailureLog(group, str(group.store))
 
     @property
     def n_participants(self) -> int:
