@@ -300,10 +300,14 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
     # for every file (1.4 GB per week-long recording, a third of the processing time). Our
     # workers reuse their memory instead; it stays bounded by the largest recording.
     unset_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    # One task at a time on each worker, the others kept on the scheduler: when a worker dies (a
+    # recording too big for its memory), Dask blames every task it held, and a task sent ahead to
+    # it could fail with the one that killed it. A task takes seconds, so sending ahead gains nothing.
+    one_task_each = {"distributed.scheduler.worker-saturation": 1.0}
     # The workers' own log handlers: a task's error comes back as its TaskError, so "Compute
     # Failed" and its traceback stay out of the terminal unless -v asked for debug messages.
     worker_logs = logging.WARNING if logging.getLogger().getEffectiveLevel() <= logging.DEBUG else logging.CRITICAL
-    with dask.config.set(unset_trim), LocalCluster(
+    with dask.config.set({**unset_trim, **one_task_each}), LocalCluster(
         n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=worker_logs
     ) as cluster, Client(cluster) as local:
         from accelstore.pipelines.worker_exit import ExitWithoutCollecting
